@@ -1,0 +1,1 @@
+//! `etcd-raft`: the Raft consensus core that etcd's server drives (work in progress).

@@ -1,0 +1,1 @@
+//! `etcd-wal`: the write-ahead log and snapshotter (work in progress).

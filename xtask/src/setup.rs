@@ -1,0 +1,90 @@
+//! Build prerequisites that cargo cannot fetch: libclang for RocksDB's bindgen step
+//! (and a C++ compiler, which every machine of ours has).
+//!
+//! On a fresh Debian machine running as root, the missing package is installed with
+//! apt-get; otherwise the exact command is printed and the task stops, so nothing is
+//! installed behind the user's back.
+
+use std::env;
+use std::path::Path;
+use std::process::Command;
+
+/// Directories where Debian and most distributions put `libclang.so`.
+const LIBCLANG_DIRS: &[&str] = &[
+    "/usr/lib/x86_64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu",
+    "/usr/lib64",
+    "/usr/lib",
+    "/usr/local/lib",
+];
+
+/// The Debian packages the build needs.
+const APT_PACKAGES: &[&str] = &["libclang-dev", "clang"];
+
+/// Makes sure libclang is available, installing it when we may.
+pub fn ensure_build_prerequisites() -> Result<(), String> {
+    if libclang_present() {
+        return Ok(());
+    }
+    let install = format!(
+        "apt-get update && apt-get install -y {}",
+        APT_PACKAGES.join(" ")
+    );
+    if !is_root() || !Path::new("/usr/bin/apt-get").exists() {
+        return Err(format!(
+            "RocksDB's Rust binding needs libclang at build time and it is not installed.\n\
+             Install it, then run the command again:\n    sudo sh -c '{install}'"
+        ));
+    }
+    eprintln!("xtask: libclang is missing; installing it: {install}");
+    let status = Command::new("sh")
+        .args(["-c", &install])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .map_err(|e| format!("could not run apt-get: {e}"))?;
+    if !status.success() || !libclang_present() {
+        return Err(format!("`{install}` did not provide libclang ({status})"));
+    }
+    Ok(())
+}
+
+fn libclang_present() -> bool {
+    if let Ok(dir) = env::var("LIBCLANG_PATH") {
+        if dir_has_libclang(Path::new(&dir)) {
+            return true;
+        }
+    }
+    let llvm_dirs = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("llvm-"))
+        .map(|e| e.path().join("lib"));
+    LIBCLANG_DIRS
+        .iter()
+        .map(|d| Path::new(d).to_path_buf())
+        .chain(llvm_dirs)
+        .any(|d| dir_has_libclang(&d))
+}
+
+fn dir_has_libclang(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("libclang")
+                && name.contains(".so")
+                && !name.starts_with("libclang-cpp")
+        })
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}

@@ -1,1 +1,8 @@
-//! etcd-server
+//! `etcd-server`: the glue that makes the `etcd` binary (not built yet; this crate says
+//! what it will own).
+//!
+//! It owns the raft node loop (one owner of the `RawNode`: group commit to the WAL,
+//! messages to the transport, committed entries to the applier), the applier (committed
+//! entries applied in order to the multi-version store with the consistent index), the
+//! gRPC services of etcd v3.5 with etcd's error codes and strings from one table, the
+//! HTTP endpoints, and the command line compatible with etcd's flags.

@@ -6,3 +6,7 @@
 //! entries applied in order to the multi-version store with the consistent index), the
 //! gRPC services of etcd v3.5 with etcd's error codes and strings from one table, the
 //! HTTP endpoints, and the command line compatible with etcd's flags.
+//!
+//! Built so far: [`config`], etcd's flags, `ETCD_*` variables and YAML config file.
+
+pub mod config;

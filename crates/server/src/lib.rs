@@ -7,6 +7,8 @@
 //! gRPC services of etcd v3.5 with etcd's error codes and strings from one table, the
 //! HTTP endpoints, and the command line compatible with etcd's flags.
 //!
-//! Built so far: [`config`], etcd's flags, `ETCD_*` variables and YAML config file.
+//! Built so far: [`config`] (etcd's flags, `ETCD_*` variables and YAML config file) and
+//! [`errors`] (the table of etcd's gRPC codes and error strings).
 
 pub mod config;
+pub mod errors;

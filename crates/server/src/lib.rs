@@ -8,7 +8,9 @@
 //! HTTP endpoints, and the command line compatible with etcd's flags.
 //!
 //! Built so far: [`config`] (etcd's flags, `ETCD_*` variables and YAML config file) and
-//! [`errors`] (the table of etcd's gRPC codes and error strings).
+//! [`errors`] (the table of etcd's gRPC codes and error strings), [`ids`] (member and
+//! cluster ids as etcd derives them).
 
 pub mod config;
 pub mod errors;
+pub mod ids;

@@ -7,10 +7,11 @@
 //! gRPC services of etcd v3.5 with etcd's error codes and strings from one table, the
 //! HTTP endpoints, and the command line compatible with etcd's flags.
 //!
-//! Built so far: [`config`] (etcd's flags, `ETCD_*` variables and YAML config file) and
+//! Built so far: [`config`] (etcd's flags, `ETCD_*` variables and YAML config file),
 //! [`errors`] (the table of etcd's gRPC codes and error strings), [`ids`] (member and
-//! cluster ids as etcd derives them).
+//! cluster ids as etcd derives them), [`logging`] (JSON or text `tracing` output).
 
 pub mod config;
 pub mod errors;
 pub mod ids;
+pub mod logging;

@@ -18,6 +18,7 @@ const PROTOS: &[&str] = &[
     "etcd/internal/leasepb/lease.proto",
     "etcd/internal/membershippb/membership.proto",
     "etcd/internal/etcdserverpb/raft_internal.proto",
+    "etcd/internal/rafthttppb/rafthttp.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

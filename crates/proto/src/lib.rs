@@ -79,3 +79,7 @@ generated_package!(
     /// Cluster members as stored in the backend.
     membershippb
 );
+generated_package!(
+    /// The peer transport's wire: the `Peer` service (stream, pipeline, snapshot, probe).
+    rafthttppb
+);

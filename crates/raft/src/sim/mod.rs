@@ -1,0 +1,436 @@
+//! Deterministic randomized simulation of raft clusters.
+//!
+//! [`run`] builds a cluster of 3 or 5 voters (sometimes plus a learner) from one
+//! `u64` seed and drives it for a number of steps with random proposals, conf changes
+//! (v1 and joint v2), leader transfers, crashes and restarts (losing only unpersisted
+//! state), partitions, message drops, duplicates, reordering and delays. After every
+//! step it checks election safety and state machine safety; every few steps also log
+//! matching and leader completeness. At the end every fault heals and the cluster must
+//! commit a new proposal within a bounded number of rounds. The same seed always
+//! replays the same run.
+
+mod check;
+mod cluster;
+
+pub use check::Checker;
+pub use cluster::{fold_hash, Cluster, Delivery, ReadyTrace, SimNode, EMPTY_HASH};
+
+use bytes::Bytes;
+use etcd_proto::raftpb::{
+    ConfChange, ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2, ConfState,
+};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+use crate::{Config, ReadOnlyOption};
+
+/// Summary of a successful run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SimReport {
+    /// The seed.
+    pub seed: u64,
+    /// Steps executed.
+    pub steps: usize,
+    /// Highest index applied by any node.
+    pub max_applied: u64,
+    /// Distinct terms that had a leader.
+    pub leader_terms: usize,
+    /// Crashes injected.
+    pub crashes: usize,
+    /// Conf changes proposed.
+    pub conf_changes: usize,
+    /// Snapshots (compactions) taken.
+    pub compactions: usize,
+    /// Messages dropped by faults.
+    pub dropped: usize,
+}
+
+/// A failed run: the seed reproduces it exactly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimFailure {
+    /// The seed.
+    pub seed: u64,
+    /// The step at which the check failed.
+    pub step: usize,
+    /// What went wrong.
+    pub reason: String,
+    /// The last events before the failure.
+    pub trace: Vec<String>,
+}
+
+impl std::fmt::Display for SimFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "raft simulation failed: seed {} step {}: {}",
+            self.seed, self.step, self.reason
+        )?;
+        writeln!(
+            f,
+            "reproduce with RAFT_SIM_SEED={} RAFT_SIM_SEEDS=1",
+            self.seed
+        )?;
+        for t in &self.trace {
+            writeln!(f, "  {t}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SimFailure {}
+
+struct Sim {
+    rng: StdRng,
+    cluster: Cluster,
+    checker: Checker,
+    report: SimReport,
+    trace: Vec<String>,
+    next_id: u64,
+    seq: u64,
+}
+
+fn cc_single(t: ConfChangeType, id: u64) -> ConfChangeSingle {
+    ConfChangeSingle {
+        r#type: t as i32,
+        node_id: id,
+    }
+}
+
+impl Sim {
+    fn log(&mut self, s: String) {
+        if self.trace.len() >= 64 {
+            self.trace.remove(0);
+        }
+        self.trace.push(s);
+    }
+
+    fn live_ids(&self) -> Vec<u64> {
+        self.cluster
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.node.is_some())
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    fn pick<T: Copy>(&mut self, v: &[T]) -> Option<T> {
+        if v.is_empty() {
+            None
+        } else {
+            Some(v[self.rng.random_range(0..v.len())])
+        }
+    }
+
+    fn config(&mut self) -> Config {
+        Config {
+            election_tick: 10,
+            heartbeat_tick: 2,
+            max_size_per_msg_bytes: self.rng.random_range(16..256),
+            max_inflight_msgs: self.rng.random_range(1..8),
+            check_quorum: true,
+            pre_vote: true,
+            read_only_option: ReadOnlyOption::Safe,
+            seed: self.rng.random_range(0..u64::MAX),
+            ..Config::new(1)
+        }
+    }
+
+    fn crashed_voters(&self, cs: &ConfState) -> usize {
+        cs.voters
+            .iter()
+            .filter(|id| !self.cluster.is_up(**id))
+            .count()
+    }
+
+    fn step(&mut self) {
+        let roll = self.rng.random_range(0..100u32);
+        let ids: Vec<u64> = self.cluster.nodes.keys().copied().collect();
+        match roll {
+            0..=24 => {
+                // Tick one node, or all.
+                if self.rng.random_range(0..4) == 0 {
+                    for id in self.live_ids() {
+                        self.cluster.raw(id).tick();
+                    }
+                } else if let Some(id) = self.pick(&self.live_ids()) {
+                    self.cluster.raw(id).tick();
+                }
+            }
+            25..=49 => {
+                if let Some(id) = self.pick(&ids) {
+                    self.cluster.process_ready(id);
+                }
+            }
+            50..=74 => self.deliver_random(),
+            75..=82 => {
+                let target = self
+                    .cluster
+                    .leader()
+                    .filter(|_| self.rng.random_range(0..4) != 0);
+                let target = target.or_else(|| {
+                    let l = self.live_ids();
+                    self.pick(&l)
+                });
+                if let Some(id) = target {
+                    self.seq += 1;
+                    let data = Bytes::from(format!("v{}", self.seq));
+                    let r = self.cluster.raw(id).propose(data);
+                    self.log(format!("propose v{} at {id}: {r:?}", self.seq));
+                }
+            }
+            83..=85 => self.conf_change(),
+            86 => {
+                if let Some(l) = self.cluster.leader() {
+                    let cs = self.cluster.nodes[&l].conf_state.clone();
+                    if let Some(t) = self.pick(&cs.voters) {
+                        self.log(format!("transfer leader {l} -> {t}"));
+                        self.cluster.raw(l).transfer_leader(t);
+                    }
+                }
+            }
+            87..=88 => {
+                // Crash a node, keeping a quorum of the initial voters' worth alive.
+                if let Some(id) = self.pick(&self.live_ids()) {
+                    let cs = self.cluster.nodes[&id].conf_state.clone();
+                    let quorum_left = self.crashed_voters(&cs) < (cs.voters.len().max(1) - 1) / 2;
+                    if quorum_left || self.rng.random_range(0..4) == 0 {
+                        self.log(format!("crash {id}"));
+                        self.cluster.crash(id);
+                        self.report.crashes += 1;
+                    }
+                }
+            }
+            89..=91 => {
+                let down: Vec<u64> = ids
+                    .iter()
+                    .copied()
+                    .filter(|id| !self.cluster.is_up(*id))
+                    .collect();
+                if let Some(id) = self.pick(&down) {
+                    self.log(format!("restart {id}"));
+                    self.cluster.restart(id);
+                }
+            }
+            92..=93 => {
+                let mut a = Vec::new();
+                let mut b = Vec::new();
+                for &id in &ids {
+                    if self.rng.random_range(0..2) == 0 {
+                        a.push(id);
+                    } else {
+                        b.push(id);
+                    }
+                }
+                self.log(format!("partition {a:?} | {b:?}"));
+                self.cluster.partition(&[a, b]);
+            }
+            94..=96 => {
+                if !self.cluster.cut.is_empty() {
+                    self.log("heal".to_string());
+                    self.cluster.heal();
+                }
+            }
+            _ => {
+                if let Some(id) = self.pick(&self.live_ids()) {
+                    if let Some(i) = self.cluster.compact(id) {
+                        self.log(format!("compact {id} at {i}"));
+                        self.report.compactions += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    fn deliver_random(&mut self) {
+        if self.cluster.network.is_empty() {
+            return;
+        }
+        // Prefer old messages (bounded delay), but reorder freely.
+        let n = self.cluster.network.len();
+        let i = if self.rng.random_range(0..3) == 0 {
+            self.rng.random_range(0..n)
+        } else {
+            0
+        };
+        let m = self.cluster.network.remove(i);
+        let fate = self.rng.random_range(0..100u32);
+        if fate < 5 {
+            self.report.dropped += 1;
+            return;
+        }
+        if fate < 8 {
+            self.cluster.network.push(m.clone());
+        }
+        if self.cluster.deliver(m) == Delivery::Dropped {
+            self.report.dropped += 1;
+        }
+    }
+
+    fn conf_change(&mut self) {
+        let Some(l) = self.cluster.leader() else {
+            return;
+        };
+        let cs = self.cluster.nodes[&l].conf_state.clone();
+        if !cs.voters_outgoing.is_empty() {
+            return;
+        }
+        let kind = self.rng.random_range(0..4u32);
+        let changes = match kind {
+            0 if self.cluster.nodes.len() < 7 => {
+                let id = self.next_id;
+                self.next_id += 1;
+                let cfg = self.config();
+                self.cluster.add_node(id, cfg, ConfState::default());
+                vec![cc_single(ConfChangeType::ConfChangeAddLearnerNode, id)]
+            }
+            1 => match self.pick(&cs.learners) {
+                Some(id) => vec![cc_single(ConfChangeType::ConfChangeAddNode, id)],
+                None => return,
+            },
+            2 if cs.voters.len() > 3 => match self.pick(&cs.voters) {
+                Some(id) => vec![cc_single(ConfChangeType::ConfChangeRemoveNode, id)],
+                None => return,
+            },
+            3 if cs.voters.len() > 3 && !cs.learners.is_empty() => {
+                // Swap a voter and a learner in one joint change.
+                let (Some(v), Some(ln)) = (self.pick(&cs.voters), self.pick(&cs.learners)) else {
+                    return;
+                };
+                vec![
+                    cc_single(ConfChangeType::ConfChangeAddLearnerNode, v),
+                    cc_single(ConfChangeType::ConfChangeAddNode, ln),
+                ]
+            }
+            _ => return,
+        };
+        self.report.conf_changes += 1;
+        let r = if changes.len() == 1 && self.rng.random_range(0..2) == 0 {
+            let cc = ConfChange {
+                r#type: changes[0].r#type,
+                node_id: changes[0].node_id,
+                ..Default::default()
+            };
+            self.cluster.raw(l).propose_conf_change(&cc)
+        } else {
+            let transition = if self.rng.random_range(0..2) == 0 {
+                ConfChangeTransition::Auto
+            } else {
+                ConfChangeTransition::JointImplicit
+            };
+            let cc = ConfChangeV2 {
+                transition: transition as i32,
+                changes: changes.clone(),
+                context: Vec::new(),
+            };
+            self.cluster.raw(l).propose_conf_change(&cc)
+        };
+        self.log(format!("conf change at {l}: {changes:?}: {r:?}"));
+    }
+
+    /// Heals everything and requires a new proposal to commit within a bound.
+    fn require_progress(&mut self) -> Result<(), String> {
+        self.cluster.heal();
+        let ids: Vec<u64> = self.cluster.nodes.keys().copied().collect();
+        for &id in &ids {
+            self.cluster.restart(id);
+        }
+        let marker = Bytes::from(format!("final-{}", self.report.seed));
+        let mut proposed_at: Option<u64> = None;
+        for round in 0..400 {
+            for id in self.live_ids() {
+                self.cluster.raw(id).tick();
+            }
+            self.cluster.stabilize(50);
+            self.checker.check(&self.cluster, true)?;
+            let Some(l) = self.cluster.leader() else {
+                continue;
+            };
+            if proposed_at.is_none() || round % 50 == 49 {
+                if self.cluster.raw(l).propose(marker.clone()).is_ok() {
+                    proposed_at = Some(l);
+                }
+                continue;
+            }
+            let cs = self.cluster.nodes[&l].conf_state.clone();
+            let have = cs
+                .voters
+                .iter()
+                .filter(|id| {
+                    self.cluster
+                        .nodes
+                        .get(id)
+                        .is_some_and(|n| n.applied_data.iter().any(|(_, d)| *d == marker))
+                })
+                .count();
+            if have > cs.voters.len() / 2 {
+                return Ok(());
+            }
+        }
+        Err(
+            "no progress: a new proposal did not commit within 400 rounds after all faults healed"
+                .to_string(),
+        )
+    }
+}
+
+/// Runs one simulation of `steps` random steps from `seed`.
+pub fn run(seed: u64, steps: usize) -> Result<SimReport, SimFailure> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let voters: u64 = if rng.random_range(0..2) == 0 { 3 } else { 5 };
+    let learner = rng.random_range(0..3) == 0;
+    let mut sim = Sim {
+        rng,
+        cluster: Cluster::new(),
+        checker: Checker::default(),
+        report: SimReport {
+            seed,
+            ..Default::default()
+        },
+        trace: Vec::new(),
+        next_id: voters + 2,
+        seq: 0,
+    };
+    let cs = ConfState {
+        voters: (1..=voters).collect(),
+        learners: if learner {
+            vec![voters + 1]
+        } else {
+            Vec::new()
+        },
+        ..Default::default()
+    };
+    let ids: Vec<u64> = cs.voters.iter().chain(&cs.learners).copied().collect();
+    for id in ids {
+        let cfg = sim.config();
+        sim.cluster.add_node(id, cfg, cs.clone());
+    }
+    let fail = |sim: &Sim, step: usize, reason: String| SimFailure {
+        seed,
+        step,
+        reason,
+        trace: sim.trace.clone(),
+    };
+    for step in 0..steps {
+        sim.step();
+        let full = step % 16 == 0;
+        if let Err(reason) = sim.checker.check(&sim.cluster, full) {
+            return Err(fail(&sim, step, reason));
+        }
+    }
+    if let Err(reason) = sim.require_progress() {
+        return Err(fail(&sim, steps, reason));
+    }
+    if let Err(reason) = sim.checker.check(&sim.cluster, true) {
+        return Err(fail(&sim, steps, reason));
+    }
+    sim.report.steps = steps;
+    sim.report.max_applied = sim
+        .cluster
+        .nodes
+        .values()
+        .map(|n| n.applied_index)
+        .max()
+        .unwrap_or(0);
+    sim.report.leader_terms = sim.checker.leader_terms();
+    Ok(sim.report)
+}

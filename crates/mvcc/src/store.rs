@@ -33,6 +33,9 @@ use crate::index::{KeyRange, TreeIndex};
 use crate::revision::{decode_bucket_key, Revision};
 use crate::txn::Batch;
 
+/// How often a read at the current revision is retried when compactions overtake it.
+const CURRENT_READ_ATTEMPTS: usize = 16;
+
 /// Options of a range read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RangeOptions {
@@ -267,8 +270,19 @@ impl Store {
     }
 
     /// Reads the keys in `[key, range_end)` (etcd's `range_end` rules) at `opts.rev`.
+    /// A read at the current revision (`opts.rev <= 0`) never fails with
+    /// [`Error::Compacted`]: if a compaction overtakes it, it is retried at the new current
+    /// revision (a bounded number of times).
     pub fn range(&self, key: &[u8], range_end: &[u8], opts: RangeOptions) -> Result<RangeResult> {
-        self.read().range(key, range_end, opts)
+        let mut attempts = 0;
+        loop {
+            match self.read().range(key, range_end, opts) {
+                Err(Error::Compacted) if opts.rev <= 0 && attempts < CURRENT_READ_ATTEMPTS => {
+                    attempts += 1;
+                }
+                r => return r,
+            }
+        }
     }
 
     /// Puts one key in its own batch (convenience; the applier batches many writes).

@@ -1,6 +1,6 @@
 //! Deterministic randomized simulation over many seeds (see `etcd_raft::sim`).
-//! `RAFT_SIM_SEEDS` sets how many seeds run (default 200), `RAFT_SIM_SEED` the first
-//! seed (default 0), `RAFT_SIM_STEPS` the steps per seed (default 1500). A failing seed
+//! `RAFT_SIM_SEEDS` sets how many seeds run (default 300), `RAFT_SIM_SEED` the first
+//! seed (default 0), `RAFT_SIM_STEPS` the steps per seed (default 2500). A failing seed
 //! is printed with the command that reproduces it.
 
 use std::time::Instant;
@@ -14,9 +14,9 @@ fn env_u64(name: &str, default: u64) -> u64 {
 
 #[test]
 fn safety_and_progress_hold_over_many_seeds() {
-    let seeds = env_u64("RAFT_SIM_SEEDS", 200);
+    let seeds = env_u64("RAFT_SIM_SEEDS", 300);
     let start = env_u64("RAFT_SIM_SEED", 0);
-    let steps = env_u64("RAFT_SIM_STEPS", 1500) as usize;
+    let steps = env_u64("RAFT_SIM_STEPS", 2500) as usize;
     let t0 = Instant::now();
     let mut applied = 0;
     let mut crashes = 0;

@@ -146,7 +146,7 @@ impl Sim {
         let roll = self.rng.random_range(0..100u32);
         let ids: Vec<u64> = self.cluster.nodes.keys().copied().collect();
         match roll {
-            0..=24 => {
+            0..=17 => {
                 // Tick one node, or all.
                 if self.rng.random_range(0..4) == 0 {
                     for id in self.live_ids() {
@@ -156,13 +156,22 @@ impl Sim {
                     self.cluster.raw(id).tick();
                 }
             }
-            25..=49 => {
-                if let Some(id) = self.pick(&ids) {
+            18..=42 => {
+                let ready: Vec<u64> = ids
+                    .iter()
+                    .copied()
+                    .filter(|id| self.cluster.has_ready(*id))
+                    .collect();
+                if let Some(id) = self.pick(&ready) {
                     self.cluster.process_ready(id);
                 }
             }
-            50..=74 => self.deliver_random(),
-            75..=82 => {
+            43..=74 => {
+                for _ in 0..self.rng.random_range(1..5) {
+                    self.deliver_random();
+                }
+            }
+            75..=84 => {
                 let target = self
                     .cluster
                     .leader()
@@ -178,8 +187,8 @@ impl Sim {
                     self.log(format!("propose v{} at {id}: {r:?}", self.seq));
                 }
             }
-            83..=85 => self.conf_change(),
-            86 => {
+            85..=86 => self.conf_change(),
+            87 => {
                 if let Some(l) = self.cluster.leader() {
                     let cs = self.cluster.nodes[&l].conf_state.clone();
                     if let Some(t) = self.pick(&cs.voters) {
@@ -188,12 +197,12 @@ impl Sim {
                     }
                 }
             }
-            87..=88 => {
+            88 => {
                 // Crash a node, keeping a quorum of the initial voters' worth alive.
                 if let Some(id) = self.pick(&self.live_ids()) {
                     let cs = self.cluster.nodes[&id].conf_state.clone();
                     let quorum_left = self.crashed_voters(&cs) < (cs.voters.len().max(1) - 1) / 2;
-                    if quorum_left || self.rng.random_range(0..4) == 0 {
+                    if quorum_left || self.rng.random_range(0..10) == 0 {
                         self.log(format!("crash {id}"));
                         self.cluster.crash(id);
                         self.report.crashes += 1;
@@ -211,7 +220,7 @@ impl Sim {
                     self.cluster.restart(id);
                 }
             }
-            92..=93 => {
+            92 => {
                 let mut a = Vec::new();
                 let mut b = Vec::new();
                 for &id in &ids {
@@ -224,13 +233,13 @@ impl Sim {
                 self.log(format!("partition {a:?} | {b:?}"));
                 self.cluster.partition(&[a, b]);
             }
-            94..=96 => {
+            93..=95 => {
                 if !self.cluster.cut.is_empty() {
                     self.log("heal".to_string());
                     self.cluster.heal();
                 }
             }
-            _ => {
+            96..=97 => {
                 if let Some(id) = self.pick(&self.live_ids()) {
                     if let Some(i) = self.cluster.compact(id) {
                         self.log(format!("compact {id} at {i}"));
@@ -238,6 +247,7 @@ impl Sim {
                     }
                 }
             }
+            _ => self.deliver_random(),
         }
     }
 

@@ -45,6 +45,10 @@ pub(crate) struct Replay {
     pub tail: (SegmentName, u64),
     /// Set if the last segment ends in a torn frame.
     pub torn: Option<TornTail>,
+    /// True if every byte of the last segment after the valid end is zero.
+    pub tail_zeroed: bool,
+    /// The size of the last segment file.
+    pub tail_file_len: u64,
 }
 
 /// Replays `names` (consecutive segments of `dir`, non-empty) from `marker`. With
@@ -67,13 +71,16 @@ pub(crate) fn replay(
         last_index: marker.index,
         tail: (last_name, 0),
         torn: None,
+        tail_zeroed: true,
+        tail_file_len: 0,
     };
     let mut matched = false;
     for (i, name) in names.iter().enumerate() {
         let path = segment::path(dir, name);
         let is_last = i + 1 == names.len();
         let data = std::fs::read(&path).map_err(Error::io("read", &path))?;
-        let mut dec = Decoder::new(Bytes::from(data), if i == 0 { None } else { Some(r.crc) });
+        let data = Bytes::from(data);
+        let mut dec = Decoder::new(data.clone(), if i == 0 { None } else { Some(r.crc) });
         loop {
             match dec.next_step() {
                 Step::Record(rec) => apply(&mut r, &rec, &path, marker, &mut matched)?,
@@ -109,6 +116,13 @@ pub(crate) fn replay(
             }
         }
         r.crc = dec.crc();
+        if is_last {
+            let end = usize::try_from(r.tail.1)
+                .unwrap_or(data.len())
+                .min(data.len());
+            r.tail_zeroed = data[end..].iter().all(|&b| b == 0);
+            r.tail_file_len = data.len() as u64;
+        }
     }
     if require_marker && !matched {
         return Err(Error::SnapshotNotFound {

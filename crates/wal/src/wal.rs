@@ -208,12 +208,17 @@ impl Wal {
             .write(true)
             .open(&tail_path)
             .map_err(Error::io("open", &tail_path))?;
-        // Zero everything after the valid end, so that a later torn write is
-        // recognisable (the decoder's rule), then restore the preallocation.
-        tail.set_len(valid_end)
-            .map_err(Error::io("truncate", &tail_path))?;
-        preallocate(&tail, opts.segment_size_bytes.max(valid_end), &tail_path)?;
-        tail.sync_all().map_err(Error::io("fsync", &tail_path))?;
+        if !r.tail_zeroed {
+            // Zero everything after the valid end, so that a later torn write is
+            // recognisable (the decoder's rule), then restore the preallocation.
+            tail.set_len(valid_end)
+                .map_err(Error::io("truncate", &tail_path))?;
+            preallocate(&tail, opts.segment_size_bytes.max(valid_end), &tail_path)?;
+            tail.sync_all().map_err(Error::io("fsync", &tail_path))?;
+        } else if r.tail_file_len < opts.segment_size_bytes {
+            // Already zero beyond the valid end; only restore the preallocation.
+            preallocate(&tail, opts.segment_size_bytes, &tail_path)?;
+        }
         tail.seek(SeekFrom::Start(valid_end))
             .map_err(Error::io("seek", &tail_path))?;
         let metadata = r.metadata.unwrap_or_default();

@@ -210,6 +210,15 @@ impl Backend {
         Ok(())
     }
 
+    /// Flushes every bucket's memtable to SST files (done on a clean close so that the
+    /// next open has no RocksDB WAL to replay).
+    pub fn flush(&self) -> Result<()> {
+        let cfs: Vec<&ColumnFamily> = Bucket::ALL.iter().map(|b| self.cf(*b)).collect();
+        self.db
+            .flush_cfs_opt(&cfs, &rocksdb::FlushOptions::default())?;
+        Ok(())
+    }
+
     /// The consistent index stored in the meta bucket (zero when none was ever written).
     pub fn consistent_index(&self) -> Result<ConsistentIndex> {
         Ok(ConsistentIndex {
@@ -344,6 +353,16 @@ impl ReadTx<'_> {
     pub fn iter(&self, bucket: Bucket) -> DBRawIterator<'_> {
         self.snapshot
             .raw_iterator_cf_opt(self.backend.cf(bucket), ReadOptions::default())
+    }
+
+    /// A raw iterator for a long sequential scan (restore, compaction, hashing): reads
+    /// ahead and does not fill the block cache, so a scan does not evict the hot data.
+    pub fn scan(&self, bucket: Bucket) -> DBRawIterator<'_> {
+        let mut opts = ReadOptions::default();
+        opts.fill_cache(false);
+        opts.set_readahead_size(2 << 20);
+        self.snapshot
+            .raw_iterator_cf_opt(self.backend.cf(bucket), opts)
     }
 }
 

@@ -143,7 +143,7 @@ fn run(shared: &Shared, job: &CompactionJob) -> Result<()> {
             return Err(Error::CompactionInterrupted);
         }
         let rx = shared.backend.read();
-        let mut it = rx.iter(Bucket::Key);
+        let mut it = rx.scan(Bucket::Key);
         it.seek(&start);
         let mut wtx = shared.backend.write();
         let mut seen = 0;

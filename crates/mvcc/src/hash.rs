@@ -52,7 +52,7 @@ impl Store {
             let upper = Revision::new(at + 1, 0);
             let lower = Revision::new(compact + 1, 0);
             let mut crc = crc32c::crc32c(Bucket::Key.name().as_bytes());
-            let mut it = tx.iter(Bucket::Key);
+            let mut it = tx.scan(Bucket::Key);
             it.seek_to_first();
             while it.valid() {
                 let (Some(k), Some(v)) = (it.key(), it.value()) else {

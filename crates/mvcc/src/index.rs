@@ -92,6 +92,14 @@ impl TreeIndex {
         self.len() == 0
     }
 
+    /// Bytes the keys and key indexes asked the allocator for, not counting the B-tree's
+    /// own nodes (each holds up to 11 entries of `size_of::<(Box<[u8]>, KeyIndex)>()`
+    /// bytes; how full they are depends on the insertion order).
+    pub fn heap_bytes_excluding_tree_nodes(&self) -> usize {
+        let tree = self.tree.read();
+        tree.iter().map(|(k, ki)| k.len() + ki.heap_bytes()).sum()
+    }
+
     /// Records a put of `key` at `rev`.
     pub fn put(&self, key: &[u8], rev: Revision) {
         let mut tree = self.tree.write();

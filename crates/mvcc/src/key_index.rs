@@ -137,6 +137,20 @@ impl KeyIndex {
         };
     }
 
+    /// Bytes this key index asked the allocator for (its box, generations and revisions).
+    pub fn heap_bytes(&self) -> usize {
+        let gens = match &*self.gens {
+            Generations::One(_) => 0,
+            Generations::Many(v) => v.capacity() * std::mem::size_of::<Generation>(),
+        };
+        let revs: usize = self
+            .generations()
+            .iter()
+            .map(|g| g.revs.capacity() * std::mem::size_of::<Revision>())
+            .sum();
+        std::mem::size_of::<Generations>() + gens + revs
+    }
+
     /// The newest revision recorded (put or tombstone), if any.
     pub fn modified(&self) -> Option<Revision> {
         self.generations()

@@ -143,6 +143,8 @@ fn opts() -> StoreOptions {
     StoreOptions {
         compaction_batch_limit: 3,
         compaction_batch_interval: std::time::Duration::ZERO,
+        // Closing is a crash: nothing is flushed, RocksDB replays its WAL on open.
+        flush_on_close: false,
         ..Default::default()
     }
 }

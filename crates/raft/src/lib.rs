@@ -1,5 +1,56 @@
 //! `etcd-raft`: the Raft consensus core that etcd's server drives.
-//! (crate docs are completed below)
+//!
+//! The crate is a pure state machine in the style of etcd's Go raft library: it never
+//! touches a disk, a socket, a clock or a thread. Time advances when the application
+//! calls [`RawNode::tick`]; randomness (election jitter) comes from an RNG seeded by
+//! [`Config::seed`]; the stable log is read through the [`Storage`] trait
+//! ([`MemStorage`] is the in-memory one). Everything raft wants done — entries and
+//! hard state to persist, a snapshot to install, messages to send, committed entries
+//! to apply, linearizable reads that are ready — comes out in one [`Ready`], whose
+//! parts the application takes by value; it then calls [`RawNode::advance`].
+//!
+//! Features: leader election with randomized timeouts, PreVote and CheckQuorum (on by
+//! default, as etcd configures them), log replication with per-follower flow control
+//! (probe / replicate / snapshot, an inflight window in messages and bytes, batching
+//! by `max_size_per_msg_bytes`), fast backtracking of rejected appends, commit by
+//! quorum of current-term entries only, bounds on uncommitted bytes and on committed
+//! bytes per `Ready`, snapshots, membership changes (single v1 changes and v2 joint
+//! consensus with learners), leadership transfer, ReadIndex (Safe and LeaseBased), and
+//! proposal forwarding. [`sim`] is a deterministic cluster simulator used by the tests.
+//!
+//! The order of work for one `Ready` (see `examples/kv.rs` for a whole node):
+//!
+//! ```
+//! use etcd_proto::raftpb::ConfState;
+//! use etcd_raft::{Config, MemStorage, RawNode, StateRole};
+//!
+//! // A single-member cluster: the member is the only voter.
+//! let storage = MemStorage::new_with_conf_state(ConfState { voters: vec![1], ..Default::default() });
+//! let mut node = RawNode::new(&Config::new(1), storage.clone()).expect("valid config");
+//! node.campaign().expect("a voter can campaign");
+//! let mut applied = Vec::new();
+//! for round in 0..10 {
+//!     if round == 1 {
+//!         node.propose(&b"hello"[..]).expect("the leader accepts proposals");
+//!     }
+//!     if !node.has_ready() {
+//!         continue;
+//!     }
+//!     let mut rd = node.ready();
+//!     // 1. Persist (a leader may send its messages before this; followers after).
+//!     storage.wl().append(rd.entries()).expect("append");
+//!     if let Some(hs) = rd.take_hard_state() {
+//!         storage.wl().set_hard_state(hs);
+//!     }
+//!     // 2. Send messages to peers (none in a single-member cluster).
+//!     assert!(rd.take_messages().is_empty());
+//!     // 3. Apply committed entries, then 4. acknowledge.
+//!     applied.extend(rd.take_committed_entries().into_iter().filter(|e| !e.data.is_empty()));
+//!     node.advance();
+//! }
+//! assert_eq!(node.status().soft_state.role, StateRole::Leader);
+//! assert_eq!(&applied[0].data[..], b"hello");
+//! ```
 
 mod confchange;
 mod config;

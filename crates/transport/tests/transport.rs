@@ -383,3 +383,40 @@ async fn peer_removed_mid_stream_stops_cleanly() {
     assert!(wait_until(WAIT, || members[2].raft.count() == 1).await);
     stop_all(members).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_peer_moves_streams_to_the_new_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut members = cluster(dir.path()).await;
+    assert!(streams_up(&members[0], 2).await);
+    // Member 2 comes back on another port; member 1 learns its new URL.
+    let old = members.remove(1);
+    old.transport.stop().await;
+    drop(old);
+    let moved = start_member(config(2, dir.path().join("m2b")), "127.0.0.1:0").await;
+    moved
+        .transport
+        .add_peer(1, &[members[0].url.as_str()])
+        .unwrap();
+    members[0]
+        .transport
+        .update_peer(2, &[moved.url.as_str()])
+        .unwrap();
+    assert!(
+        streams_up(&members[0], 2).await,
+        "streams open to the new URL"
+    );
+    members[0]
+        .transport
+        .send(vec![msg(MessageType::MsgApp, 1, 2, 3)]);
+    assert!(wait_until(WAIT, || moved.raft.count() == 1).await);
+    assert!(
+        members[0]
+            .transport
+            .update_peer(2, &["ftp://nope"])
+            .is_err(),
+        "bad URLs are refused"
+    );
+    members.push(moved);
+    stop_all(members).await;
+}

@@ -231,3 +231,23 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The committed index is the largest index that a majority has acknowledged.
+        #[test]
+        fn committed_index_is_acknowledged_by_a_majority(acked in proptest::collection::vec(0u64..50, 1..9)) {
+            let voters: BTreeSet<u64> = (1..=acked.len() as u64).collect();
+            let c = MajorityConfig::new(voters);
+            let ci = c.committed_index(|id| acked.get(id as usize - 1).copied());
+            let at_least = |i: u64| acked.iter().filter(|a| **a >= i).count();
+            let q = acked.len() / 2 + 1;
+            prop_assert!(at_least(ci) >= q);
+            prop_assert!(at_least(ci + 1) < q);
+        }
+    }
+}

@@ -388,3 +388,126 @@ impl<S: Storage> RawNode<S> {
         self.raft.read_only.pending_count() + self.raft.pending_read_index_messages.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::MemStorage;
+    use etcd_proto::raftpb::ConfState;
+
+    fn single_node() -> (RawNode<MemStorage>, MemStorage) {
+        let s = MemStorage::new_with_conf_state(ConfState {
+            voters: vec![1],
+            ..Default::default()
+        });
+        (RawNode::new(&Config::new(1), s.clone()).unwrap(), s)
+    }
+
+    fn handle(n: &mut RawNode<MemStorage>, s: &MemStorage) -> Ready {
+        let rd = n.ready();
+        s.wl().append(rd.entries()).unwrap();
+        if let Some(hs) = rd.hard_state() {
+            s.wl().set_hard_state(*hs);
+        }
+        n.advance();
+        rd
+    }
+
+    #[test]
+    fn no_ready_until_the_previous_one_is_advanced() {
+        let (mut n, _s) = single_node();
+        n.campaign().unwrap();
+        assert!(n.has_ready());
+        let _rd = n.ready();
+        n.propose(&b"x"[..]).unwrap();
+        assert!(!n.has_ready(), "a Ready is outstanding");
+        n.advance();
+        assert!(n.has_ready());
+    }
+
+    #[test]
+    #[should_panic(expected = "before advance")]
+    fn ready_twice_without_advance_panics() {
+        let (mut n, _s) = single_node();
+        n.campaign().unwrap();
+        let _a = n.ready();
+        let _b = n.ready();
+    }
+
+    #[test]
+    fn must_sync_only_when_term_vote_or_log_change() {
+        let (mut n, s) = single_node();
+        n.campaign().unwrap();
+        let rd = handle(&mut n, &s);
+        assert!(rd.must_sync());
+        n.propose(&b"x"[..]).unwrap();
+        let rd = handle(&mut n, &s);
+        assert!(rd.must_sync(), "new entries");
+        while n.has_ready() {
+            handle(&mut n, &s);
+        }
+        // A Ready with only a read state changes nothing durable.
+        n.read_index(&b"ctx"[..]);
+        let rd = handle(&mut n, &s);
+        assert_eq!(rd.read_states().len(), 1);
+        assert!(!rd.must_sync());
+    }
+
+    #[test]
+    fn committed_entries_are_delivered_once_and_in_order() {
+        let (mut n, s) = single_node();
+        n.campaign().unwrap();
+        let mut seen = Vec::new();
+        for i in 0..5u8 {
+            n.propose(vec![i]).unwrap();
+            while n.has_ready() {
+                let mut rd = n.ready();
+                s.wl().append(rd.entries()).unwrap();
+                seen.extend(rd.take_committed_entries().into_iter().map(|e| e.index));
+                n.advance();
+            }
+        }
+        let mut sorted = seen.clone();
+        sorted.dedup();
+        assert_eq!(seen, sorted);
+        assert_eq!(
+            seen.len(),
+            6,
+            "the leader's empty entry plus five proposals"
+        );
+        assert_eq!(n.status().applied, *seen.last().unwrap());
+    }
+
+    #[test]
+    fn restart_with_applied_index_does_not_redeliver_applied_entries() {
+        let (mut n, s) = single_node();
+        n.campaign().unwrap();
+        n.propose(&b"a"[..]).unwrap();
+        while n.has_ready() {
+            handle(&mut n, &s);
+        }
+        let applied = n.status().applied;
+        drop(n);
+        let cfg = Config {
+            applied,
+            ..Config::new(1)
+        };
+        let mut n = RawNode::new(&cfg, s.clone()).unwrap();
+        assert_eq!(n.status().applied, applied);
+        if n.has_ready() {
+            let rd = n.ready();
+            assert!(rd.committed_entries().is_empty());
+        }
+    }
+
+    #[test]
+    fn status_reports_progress_only_at_the_leader() {
+        let (mut n, s) = single_node();
+        assert!(n.status().progress.is_empty());
+        n.campaign().unwrap();
+        handle(&mut n, &s);
+        let st = n.status();
+        assert_eq!(st.soft_state.role, StateRole::Leader);
+        assert_eq!(st.progress.len(), 1);
+    }
+}

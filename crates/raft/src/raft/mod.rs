@@ -253,6 +253,8 @@ impl<S: Storage> Raft<S> {
         self.pending_conf_index = 0;
         self.uncommitted_size = 0;
         self.read_only = ReadOnly::new(self.read_only.option);
+        // Reads waiting for a first commit in our term are dropped; clients retry.
+        self.pending_read_index_messages.clear();
     }
 
     pub(crate) fn become_follower(&mut self, term: u64, lead: u64) {

@@ -313,6 +313,22 @@ impl Cluster {
         Some(tr)
     }
 
+    /// A leader's fault: it hands out a `Ready`, sends its messages (which a leader
+    /// may do before persisting), and crashes before persisting anything. Does
+    /// nothing unless `id` leads and has a `Ready`. Returns whether it crashed.
+    pub fn crash_leader_after_send(&mut self, id: u64) -> bool {
+        let Some(raw) = self.nodes.get_mut(&id).and_then(|n| n.node.as_mut()) else {
+            return false;
+        };
+        if !raw.is_leader() || !raw.has_ready() {
+            return false;
+        }
+        let mut rd = raw.ready();
+        self.network.extend(rd.take_messages());
+        self.crash(id);
+        true
+    }
+
     /// Delivers one message (reporting snapshot status to the sender for MsgSnap).
     pub fn deliver(&mut self, m: Message) -> Delivery {
         let (from, to, t) = (m.from, m.to, m.r#type());

@@ -197,6 +197,14 @@ impl Sim {
                     }
                 }
             }
+            88 if self.rng.random_range(0..4) == 0 => {
+                if let Some(l) = self.cluster.leader() {
+                    if self.cluster.crash_leader_after_send(l) {
+                        self.log(format!("crash leader {l} after sending, before persisting"));
+                        self.report.crashes += 1;
+                    }
+                }
+            }
             88 => {
                 // Crash a node, keeping a quorum of the initial voters' worth alive.
                 if let Some(id) = self.pick(&self.live_ids()) {

@@ -12,11 +12,19 @@ use etcd_proto::prost::Message;
 use crate::record::{encode_header, pad_bytes, RecordType, FRAME_HEADER_BYTES};
 
 /// Builds frames into a buffer, chaining the CRC from record to record.
-#[derive(Debug)]
 pub struct Encoder {
     crc: u32,
     buf: Vec<u8>,
     scratch: Vec<u8>,
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoder")
+            .field("crc", &format_args!("{:#010x}", self.crc))
+            .field("buffered_bytes", &self.buf.len())
+            .finish()
+    }
 }
 
 impl Encoder {

@@ -324,3 +324,10 @@ fn valid_snapshot_entries_lists_committed_markers() {
         vec![0, 3]
     );
 }
+
+#[test]
+fn wal_can_move_to_another_thread() {
+    fn is_send<T: Send>() {}
+    is_send::<Wal>();
+    is_send::<etcd_wal::Snapshotter>();
+}

@@ -22,6 +22,7 @@ fn safety_and_progress_hold_over_many_seeds() {
     let mut crashes = 0;
     let mut confs = 0;
     let mut compactions = 0;
+    let mut reads = 0;
     for seed in start..start + seeds {
         match etcd_raft::sim::run(seed, steps) {
             Ok(r) => {
@@ -29,13 +30,14 @@ fn safety_and_progress_hold_over_many_seeds() {
                 crashes += r.crashes;
                 confs += r.conf_changes;
                 compactions += r.compactions;
+                reads += r.reads_served;
             }
             Err(f) => panic!("{f}"),
         }
     }
     eprintln!(
         "raft sim: {seeds} seeds from {start}, {steps} steps each, in {:?}: {applied} entries applied, \
-         {crashes} crashes, {confs} conf changes, {compactions} compactions",
+         {crashes} crashes, {confs} conf changes, {compactions} compactions, {reads} reads checked",
         t0.elapsed()
     );
 }

@@ -43,6 +43,8 @@ pub struct SimReport {
     pub compactions: usize,
     /// Messages dropped by faults.
     pub dropped: usize,
+    /// Linearizable reads answered (and checked).
+    pub reads_served: usize,
 }
 
 /// A failed run: the seed reproduces it exactly.
@@ -87,6 +89,11 @@ struct Sim {
     trace: Vec<String>,
     next_id: u64,
     seq: u64,
+    /// PreVote and CheckQuorum for this run (the same on every node).
+    elections_guarded: bool,
+    read_failure: Option<String>,
+    /// Pending reads: context -> highest commit index in the cluster when asked.
+    reads: std::collections::BTreeMap<Bytes, u64>,
 }
 
 fn cc_single(t: ConfChangeType, id: u64) -> ConfChangeSingle {
@@ -127,8 +134,8 @@ impl Sim {
             heartbeat_tick: 2,
             max_size_per_msg_bytes: self.rng.random_range(16..256),
             max_inflight_msgs: self.rng.random_range(1..8),
-            check_quorum: true,
-            pre_vote: true,
+            check_quorum: self.elections_guarded,
+            pre_vote: self.elections_guarded,
             read_only_option: ReadOnlyOption::Safe,
             seed: self.rng.random_range(0..u64::MAX),
             ..Config::new(1)
@@ -163,7 +170,11 @@ impl Sim {
                     .filter(|id| self.cluster.has_ready(*id))
                     .collect();
                 if let Some(id) = self.pick(&ready) {
-                    self.cluster.process_ready(id);
+                    if let Some(tr) = self.cluster.process_ready(id) {
+                        for rs in tr.read_states {
+                            self.check_read(rs.index, &rs.request_ctx);
+                        }
+                    }
                 }
             }
             43..=74 => {
@@ -188,6 +199,28 @@ impl Sim {
                 }
             }
             85..=86 => self.conf_change(),
+            87 | 98 | 99 if self.rng.random_range(0..3) != 0 => {
+                // A linearizable read: its index must cover every entry committed
+                // anywhere before it was asked. Stale leaders are the interesting
+                // targets, so ask a node that believes it leads when there is one.
+                let leaders: Vec<u64> = self
+                    .live_ids()
+                    .into_iter()
+                    .filter(|id| self.cluster.raw(*id).is_leader())
+                    .collect();
+                let target = if leaders.is_empty() {
+                    self.pick(&self.live_ids())
+                } else {
+                    self.pick(&leaders)
+                };
+                if let Some(id) = target {
+                    self.seq += 1;
+                    let ctx = Bytes::from(format!("r{}", self.seq));
+                    let committed = self.max_commit();
+                    self.reads.insert(ctx.clone(), committed);
+                    self.cluster.raw(id).read_index(ctx);
+                }
+            }
             87 => {
                 if let Some(l) = self.cluster.leader() {
                     let cs = self.cluster.nodes[&l].conf_state.clone();
@@ -256,6 +289,26 @@ impl Sim {
                 }
             }
             _ => self.deliver_random(),
+        }
+    }
+
+    fn max_commit(&self) -> u64 {
+        self.cluster
+            .nodes
+            .values()
+            .filter_map(|n| n.node.as_ref())
+            .map(|r| r.status().hard_state.commit)
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn check_read(&mut self, index: u64, ctx: &Bytes) {
+        if let Some(committed) = self.reads.remove(ctx) {
+            self.report.reads_served += 1;
+            if index < committed && self.read_failure.is_none() {
+                self.read_failure =
+                    Some(format!("linearizable read {ctx:?} got index {index} but {committed} was committed before it"));
+            }
         }
     }
 
@@ -396,6 +449,8 @@ pub fn run(seed: u64, steps: usize) -> Result<SimReport, SimFailure> {
     let mut rng = StdRng::seed_from_u64(seed);
     let voters: u64 = if rng.random_range(0..2) == 0 { 3 } else { 5 };
     let learner = rng.random_range(0..3) == 0;
+    // Most runs use PreVote and CheckQuorum (etcd's setting); some run without.
+    let elections_guarded = rng.random_range(0..4) != 0;
     let mut sim = Sim {
         rng,
         cluster: Cluster::new(),
@@ -407,6 +462,9 @@ pub fn run(seed: u64, steps: usize) -> Result<SimReport, SimFailure> {
         trace: Vec::new(),
         next_id: voters + 2,
         seq: 0,
+        elections_guarded,
+        read_failure: None,
+        reads: std::collections::BTreeMap::new(),
     };
     let cs = ConfState {
         voters: (1..=voters).collect(),
@@ -430,8 +488,11 @@ pub fn run(seed: u64, steps: usize) -> Result<SimReport, SimFailure> {
     };
     for step in 0..steps {
         sim.step();
-        let full = step % 16 == 0;
+        let full = step % 4 == 0;
         if let Err(reason) = sim.checker.check(&sim.cluster, full) {
+            return Err(fail(&sim, step, reason));
+        }
+        if let Some(reason) = sim.read_failure.clone() {
             return Err(fail(&sim, step, reason));
         }
     }

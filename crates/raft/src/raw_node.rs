@@ -9,7 +9,9 @@
 //! `advance` the node may still be stepped and ticked.
 
 use bytes::Bytes;
-use etcd_proto::raftpb::{ConfState, Entry, HardState, Message, MessageType, Snapshot};
+use etcd_proto::raftpb::{
+    ConfChange, ConfChangeType, ConfState, Entry, HardState, Message, MessageType, Snapshot,
+};
 
 use crate::confchange::ConfChangeI;
 use crate::config::Config;
@@ -153,6 +155,55 @@ impl<S: Storage> RawNode<S> {
             prev_hard_state,
             in_progress: None,
         })
+    }
+
+    /// Bootstraps a brand-new member of a brand-new cluster the way etcd does: the
+    /// initial membership becomes the first log entries (one `ConfChangeAddNode` per
+    /// peer at indexes `1..=peers.len()`, term 1), committed and applied to the
+    /// configuration. The first `Ready` hands them out to persist and to apply (applying
+    /// them again is harmless). Because the membership is in the log, a member added
+    /// later can learn it by replaying the log from index 1. The storage must be empty.
+    pub fn bootstrap(&mut self, peers: &[u64]) -> Result<()> {
+        if peers.is_empty() {
+            return Err(Error::ConfigInvalid(
+                "must provide at least one peer to bootstrap".into(),
+            ));
+        }
+        if self.raft.raft_log.last_index() != 0 {
+            return Err(Error::ConfigInvalid(
+                "can't bootstrap a non-empty storage".into(),
+            ));
+        }
+        self.prev_hard_state = HardState::default();
+        self.raft.become_follower(1, crate::raft::INVALID_ID);
+        let ents: Vec<Entry> = peers
+            .iter()
+            .enumerate()
+            .map(|(i, &id)| {
+                let cc = ConfChange {
+                    r#type: ConfChangeType::ConfChangeAddNode as i32,
+                    node_id: id,
+                    ..Default::default()
+                };
+                Entry {
+                    term: 1,
+                    index: i as u64 + 1,
+                    ..cc.to_entry()
+                }
+            })
+            .collect();
+        let n = ents.len() as u64;
+        self.raft.raft_log.append(ents);
+        self.raft.raft_log.commit_to(n);
+        for &id in peers {
+            let cc = ConfChange {
+                r#type: ConfChangeType::ConfChangeAddNode as i32,
+                node_id: id,
+                ..Default::default()
+            };
+            self.raft.apply_conf_change(&cc.as_v2())?;
+        }
+        Ok(())
     }
 
     /// Advances logical time by one tick (election and heartbeat timers).

@@ -758,3 +758,41 @@ fn stale_term_messages_change_nothing() {
     assert_eq!(term(&mut c, 2), t);
     assert_eq!(c.raw(2).soft_state().leader_id, 1);
 }
+
+#[test]
+fn member_joining_a_log_bootstrapped_cluster_learns_membership_by_replay() {
+    let mut c = Cluster::new();
+    for id in 1..=3 {
+        c.add_node_bootstrapped_by_log(id, cfg(true, true), &[1, 2, 3]);
+    }
+    c.stabilize(10);
+    assert_eq!(
+        c.nodes[&1].conf_state.voters,
+        vec![1, 2, 3],
+        "bootstrap entries applied"
+    );
+    elect(&mut c, 1);
+    c.add_node(4, cfg(true, true), ConfState::default());
+    let cc = ConfChange {
+        r#type: ConfChangeType::ConfChangeAddLearnerNode as i32,
+        node_id: 4,
+        ..Default::default()
+    };
+    c.raw(1).propose_conf_change(&cc).unwrap();
+    c.stabilize(100);
+    assert_eq!(c.nodes[&4].conf_state, c.nodes[&1].conf_state);
+    assert_eq!(c.nodes[&4].applied_hash, c.nodes[&1].applied_hash);
+    use crate::storage::Storage;
+    assert_eq!(
+        c.nodes[&4].storage.first_index(),
+        Ok(1),
+        "caught up from the log, not a snapshot"
+    );
+}
+
+#[test]
+fn bootstrap_refuses_a_non_empty_storage() {
+    let mut c = cluster(1);
+    assert!(c.raw(1).bootstrap(&[1]).is_err());
+    assert!(c.raw(1).bootstrap(&[]).is_err());
+}

@@ -158,6 +158,26 @@ impl Cluster {
         self.nodes.insert(id, sn);
     }
 
+    /// Adds a founding member bootstrapped through the log ([`RawNode::bootstrap`]):
+    /// the initial voters are the first entries of its log instead of a snapshot.
+    pub fn add_node_bootstrapped_by_log(&mut self, id: u64, mut config: Config, voters: &[u64]) {
+        config.id = id;
+        let storage = MemStorage::new();
+        let mut node =
+            RawNode::new(&config, storage.clone()).expect("a valid config for a simulated node");
+        node.bootstrap(voters).expect("bootstrap an empty storage");
+        let sn = SimNode {
+            node: Some(node),
+            storage,
+            config,
+            applied_index: 0,
+            applied_hash: EMPTY_HASH,
+            conf_state: ConfState::default(),
+            applied_data: Vec::new(),
+        };
+        self.nodes.insert(id, sn);
+    }
+
     /// The node `id` (panics if unknown or crashed: a test bug).
     pub fn raw(&mut self, id: u64) -> &mut RawNode<MemStorage> {
         self.nodes

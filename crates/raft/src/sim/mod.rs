@@ -476,9 +476,17 @@ pub fn run(seed: u64, steps: usize) -> Result<SimReport, SimFailure> {
         ..Default::default()
     };
     let ids: Vec<u64> = cs.voters.iter().chain(&cs.learners).copied().collect();
+    // Founding members start either from a snapshot holding the configuration or,
+    // as etcd does, from conf change entries at the start of the log.
+    let by_log = !learner && sim.rng.random_range(0..2) == 0;
     for id in ids {
         let cfg = sim.config();
-        sim.cluster.add_node(id, cfg, cs.clone());
+        if by_log {
+            sim.cluster
+                .add_node_bootstrapped_by_log(id, cfg, &cs.voters);
+        } else {
+            sim.cluster.add_node(id, cfg, cs.clone());
+        }
     }
     let fail = |sim: &Sim, step: usize, reason: String| SimFailure {
         seed,

@@ -4,7 +4,7 @@
 //! rewrite the expected output in place after an intended change.
 //!
 //! Commands (ids are node ids):
-//!   add-nodes <id>... [voters=1,2,3] [learners=4] [join] [pre-vote=false]
+//!   add-nodes <id>... [voters=1,2,3] [learners=4] [join] [bootstrap=log] [pre-vote=false]
 //!       [check-quorum=false] [read-only=lease] [max-inflight=N] [max-msg-bytes=N]
 //!       [max-uncommitted-bytes=N] [max-committed-per-ready-bytes=N] [forwarding=false]
 //!   campaign <id> | propose <id> <data> | propose-batch <id> <n>
@@ -167,8 +167,14 @@ impl Env {
                 if let Some(v) = n("max-committed-per-ready-bytes") {
                     cfg.max_committed_size_per_ready_bytes = v;
                 }
+                let by_log = kv(args, "bootstrap") == Some("log");
                 for id in new {
-                    self.c.add_node(id, cfg.clone(), cs.clone());
+                    if by_log {
+                        self.c
+                            .add_node_bootstrapped_by_log(id, cfg.clone(), &cs.voters);
+                    } else {
+                        self.c.add_node(id, cfg.clone(), cs.clone());
+                    }
                     out.extend(format::status(&self.c.raw(id).status()));
                 }
             }

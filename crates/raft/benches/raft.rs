@@ -22,6 +22,7 @@ struct Bench {
     nodes: Vec<Node>,
     queue: VecDeque<Message>,
     compacted: u64,
+    rounds: u64,
 }
 
 fn config(id: u64) -> Config {
@@ -52,6 +53,7 @@ impl Bench {
             nodes,
             queue: VecDeque::new(),
             compacted: 0,
+            rounds: 0,
         };
         b.nodes[0].raw.campaign().unwrap();
         b.drive();
@@ -97,6 +99,10 @@ impl Bench {
 
     /// Keeps the in-memory logs short, as a server would by compacting.
     fn maybe_compact(&mut self) {
+        self.rounds += 1;
+        if self.rounds % 1024 != 0 {
+            return;
+        }
         let commit = self.nodes[0].raw.status().hard_state.commit;
         if commit > self.compacted + 100_000 {
             for n in &self.nodes {

@@ -100,7 +100,7 @@ impl Bench {
     /// Keeps the in-memory logs short, as a server would by compacting.
     fn maybe_compact(&mut self) {
         self.rounds += 1;
-        if self.rounds % 1024 != 0 {
+        if !self.rounds.is_multiple_of(1024) {
             return;
         }
         let commit = self.nodes[0].raw.status().hard_state.commit;

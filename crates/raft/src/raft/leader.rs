@@ -17,6 +17,9 @@ use crate::read_only::{ReadOnlyOption, ReadState};
 use crate::storage::Storage;
 use crate::util::payload_size;
 
+/// At most this many read index requests wait at the leader.
+const MAX_PENDING_READS: usize = 16 * 1024;
+
 fn msg(to: u64, t: MessageType) -> Message {
     let mut m = Message {
         to,
@@ -380,7 +383,9 @@ impl<S: Storage> Raft<S> {
     }
 
     fn handle_proposal(&mut self, mut m: Message) -> Result<()> {
-        assert!(!m.entries.is_empty(), "stepped empty MsgProp");
+        if m.entries.is_empty() {
+            return Err(Error::ProposalDropped);
+        }
         if !self.trk.progress.contains_key(&self.id) {
             // We were removed from the configuration while leader.
             return Err(Error::ProposalDropped);
@@ -428,6 +433,24 @@ impl<S: Storage> Raft<S> {
     }
 
     fn handle_read_index(&mut self, m: Message) {
+        if m.entries.len() != 1 {
+            tracing::warn!(
+                id = self.id,
+                "dropped a read index request without exactly one context entry"
+            );
+            return;
+        }
+        if self.read_only.pending_count() + self.pending_read_index_messages.len()
+            >= MAX_PENDING_READS
+        {
+            // Bounded: the client times out and retries.
+            tracing::warn!(
+                id = self.id,
+                limit = MAX_PENDING_READS,
+                "too many pending read index requests; dropping one"
+            );
+            return;
+        }
         if self.trk.is_singleton() {
             let idx = self.raft_log.committed;
             self.respond_to_read_index(m, idx);

@@ -84,8 +84,10 @@ impl<S: Storage> RaftLog<S> {
         }
     }
 
+    /// Whether we hold entry `i` with term `t` (never true beyond our last index, so an
+    /// append can never leave a gap).
     pub(crate) fn match_term(&self, i: u64, t: u64) -> bool {
-        self.term(i).is_ok_and(|x| x == t)
+        i <= self.last_index() && self.term(i).is_ok_and(|x| x == t)
     }
 
     /// Whether a log ending at `(last_index, term)` is at least as up to date as ours.
@@ -158,6 +160,12 @@ impl<S: Storage> RaftLog<S> {
                 "appending at {} would overwrite committed {}",
                 first.index,
                 self.committed
+            );
+            assert!(
+                first.index <= self.last_index() + 1,
+                "appending at {} would leave a gap after last index {}",
+                first.index,
+                self.last_index()
             );
             self.unstable.truncate_and_append(ents);
         }
@@ -345,6 +353,13 @@ mod tests {
         let mut l = log_with(&[1, 2, 3]);
         l.commit_to(3);
         l.maybe_append(1, 1, 3, vec![ent(2, 5)]);
+    }
+
+    #[test]
+    fn append_beyond_last_index_is_rejected_not_gapped() {
+        let mut l = log_with(&[1, 1]);
+        assert_eq!(l.maybe_append(5, 0, 0, vec![ent(6, 1)]), None);
+        assert_eq!(l.last_index(), 2);
     }
 
     #[test]

@@ -156,9 +156,44 @@ impl TreeIndex {
             .get(at_rev)
     }
 
+    /// Visits key indexes in key order from `start` (`None` = the first key) while
+    /// `visit` returns true, holding the read lock for at most [`WALK_CHUNK_KEYS`] keys at
+    /// a time.
+    fn for_each_chunked(
+        &self,
+        start: Option<&[u8]>,
+        mut visit: impl FnMut(&[u8], &KeyIndex) -> bool,
+    ) {
+        let mut cursor: Option<Box<[u8]>> = None;
+        loop {
+            let tree = self.tree.read();
+            let lower = match (&cursor, start) {
+                (Some(k), _) => Bound::Excluded(&k[..]),
+                (None, Some(s)) => Bound::Included(s),
+                (None, None) => Bound::Unbounded,
+            };
+            let mut seen = 0;
+            let mut last: Option<&[u8]> = None;
+            for (k, ki) in tree.range::<[u8], _>((lower, Bound::Unbounded)) {
+                if seen == WALK_CHUNK_KEYS {
+                    break;
+                }
+                seen += 1;
+                last = Some(k);
+                if !visit(k, ki) {
+                    return;
+                }
+            }
+            match last {
+                Some(k) if seen == WALK_CHUNK_KEYS => cursor = Some(k.into()),
+                _ => return,
+            }
+        }
+    }
+
     /// Visits, in key order, every key in `range` alive at `at_rev` with its
-    /// `(key, modified revision)`; `visit` returns false to stop. The read lock is held
-    /// for at most [`WALK_CHUNK_KEYS`] keys at a time.
+    /// `(key, modified, created, version)`; `visit` returns false to stop. The read lock
+    /// is held for at most [`WALK_CHUNK_KEYS`] keys at a time.
     pub fn walk_alive(
         &self,
         range: KeyRange<'_>,
@@ -176,35 +211,15 @@ impl TreeIndex {
                 return;
             }
         }
-        let mut cursor: Option<Box<[u8]>> = None;
-        loop {
-            let tree = self.tree.read();
-            let lower = match &cursor {
-                None => Bound::Included(range.start()),
-                Some(k) => Bound::Excluded(&k[..]),
-            };
-            let mut seen = 0;
-            let mut last: Option<&[u8]> = None;
-            for (k, ki) in tree.range::<[u8], _>((lower, Bound::Unbounded)) {
-                if !range.contains_upper(k) {
-                    return;
-                }
-                if seen == WALK_CHUNK_KEYS {
-                    break;
-                }
-                seen += 1;
-                last = Some(k);
-                if let Ok((m, c, v)) = ki.get(at_rev) {
-                    if !visit(k, m, c, v) {
-                        return;
-                    }
-                }
+        self.for_each_chunked(Some(range.start()), |k, ki| {
+            if !range.contains_upper(k) {
+                return false;
             }
-            match last {
-                Some(k) if seen == WALK_CHUNK_KEYS => cursor = Some(k.into()),
-                _ => return,
+            match ki.get(at_rev) {
+                Ok((m, c, v)) => visit(k, m, c, v),
+                Err(_) => true,
             }
-        }
+        });
     }
 
     /// Revisions of the keys in `range` at `at_rev`, in key order, at most `limit` of them
@@ -276,10 +291,10 @@ impl TreeIndex {
     /// The revisions a compaction at `at_rev` would keep, without changing the index.
     pub fn keep(&self, at_rev: i64) -> HashSet<Revision> {
         let mut available = HashSet::new();
-        let tree = self.tree.read();
-        for ki in tree.values() {
+        self.for_each_chunked(None, |_, ki| {
             ki.keep(at_rev, &mut available);
-        }
+            true
+        });
         available
     }
 }

@@ -15,12 +15,79 @@ use std::collections::HashSet;
 use crate::error::{Error, Result};
 use crate::revision::Revision;
 
+/// The revisions of a generation: inline while there is at most one (most keys are
+/// written once between compactions), a `Vec` beyond.
+#[derive(Debug, Clone, Default)]
+enum Revs {
+    #[default]
+    Empty,
+    One(Revision),
+    Many(Vec<Revision>),
+}
+
+impl std::ops::Deref for Revs {
+    type Target = [Revision];
+    fn deref(&self) -> &[Revision] {
+        match self {
+            Revs::Empty => &[],
+            Revs::One(r) => std::slice::from_ref(r),
+            Revs::Many(v) => v,
+        }
+    }
+}
+
+impl PartialEq for Revs {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Revs {}
+
+impl Revs {
+    fn push(&mut self, rev: Revision) {
+        *self = match std::mem::take(self) {
+            Revs::Empty => Revs::One(rev),
+            Revs::One(first) => Revs::Many(vec![first, rev]),
+            Revs::Many(mut v) => {
+                v.push(rev);
+                Revs::Many(v)
+            }
+        };
+    }
+
+    /// Removes the `n` oldest revisions.
+    fn drop_front(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        *self = match std::mem::take(self) {
+            Revs::Many(mut v) => {
+                v.drain(..n.min(v.len()));
+                match v.len() {
+                    0 => Revs::Empty,
+                    1 => Revs::One(v[0]),
+                    _ => Revs::Many(v),
+                }
+            }
+            Revs::Empty | Revs::One(_) => Revs::Empty,
+        };
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Revs::Many(v) => v.capacity() * std::mem::size_of::<Revision>(),
+            Revs::Empty | Revs::One(_) => 0,
+        }
+    }
+}
+
 /// One life of a key: created at `created`, `ver` puts so far, its revisions in order.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Generation {
     ver: i64,
     created: Revision,
-    revs: Vec<Revision>,
+    revs: Revs,
 }
 
 impl Generation {
@@ -87,7 +154,7 @@ impl KeyIndex {
             gens: Box::new(Generations::One(Generation {
                 ver,
                 created,
-                revs: vec![modified],
+                revs: Revs::One(modified),
             })),
         }
     }
@@ -143,11 +210,7 @@ impl KeyIndex {
             Generations::One(_) => 0,
             Generations::Many(v) => v.capacity() * std::mem::size_of::<Generation>(),
         };
-        let revs: usize = self
-            .generations()
-            .iter()
-            .map(|g| g.revs.capacity() * std::mem::size_of::<Revision>())
-            .sum();
+        let revs: usize = self.generations().iter().map(|g| g.revs.heap_bytes()).sum();
         std::mem::size_of::<Generations>() + gens + revs
     }
 
@@ -240,7 +303,7 @@ impl KeyIndex {
         }
         let mut out: Vec<Revision> = Vec::new();
         for g in &gens[start..] {
-            for &r in &g.revs {
+            for &r in g.revs.iter() {
                 if r < since {
                     continue;
                 }
@@ -285,7 +348,7 @@ impl KeyIndex {
         };
         if !g.is_empty() {
             if let Some(ri) = ri {
-                g.revs.drain(..ri);
+                g.revs.drop_front(ri);
             }
             // A closed generation reduced to its tombstone goes away entirely.
             if g.revs.len() == 1 && gi != last {
@@ -517,6 +580,58 @@ mod tests {
                     "compact at {at} read at {read}"
                 );
             }
+        }
+    }
+
+    proptest::proptest! {
+        /// Against brute force: a history of puts (true) and deletes (false) at growing
+        /// revisions; after compaction at `at`, every read at or after `at` is unchanged,
+        /// and exactly the revision visible at `at` (if any) is kept.
+        #[test]
+        fn compaction_never_changes_reads_at_or_after_it(
+            ops in proptest::collection::vec(proptest::bool::weighted(0.7), 1..30),
+            at_pick in 0usize..40,
+        ) {
+            let mut ki = KeyIndex::new();
+            // model: (rev, Some((created, version)) for a put, None for a delete)
+            let mut history: Vec<(i64, Option<(i64, i64)>)> = Vec::new();
+            let mut alive: Option<(i64, i64)> = None;
+            for (i, put) in ops.iter().enumerate() {
+                let rev = i as i64 + 2;
+                if *put {
+                    ki.put(r(rev));
+                    let (created, ver) = alive.map_or((rev, 1), |(c, v)| (c, v + 1));
+                    alive = Some((created, ver));
+                    history.push((rev, alive));
+                } else if ki.tombstone(r(rev)).is_ok() {
+                    proptest::prop_assert!(alive.is_some());
+                    alive = None;
+                    history.push((rev, None));
+                } else {
+                    proptest::prop_assert!(alive.is_none());
+                }
+            }
+            let model_get = |at: i64| {
+                history
+                    .iter()
+                    .rev()
+                    .find(|(rev, _)| *rev <= at)
+                    .and_then(|(rev, st)| st.map(|(c, v)| (*rev, c, v)))
+            };
+            let last = ops.len() as i64 + 2;
+            for at in 0..=last {
+                let got = ki.get(at).ok().map(|(m, c, v)| (m.main, c.main, v));
+                proptest::prop_assert_eq!(got, model_get(at), "get at {}", at);
+            }
+            let at = at_pick as i64 % (last + 1);
+            let mut keep = HashSet::new();
+            ki.compact(at, &mut keep);
+            for read in at..=last {
+                let got = ki.get(read).ok().map(|(m, c, v)| (m.main, c.main, v));
+                proptest::prop_assert_eq!(got, model_get(read), "after compact at {}, get at {}", at, read);
+            }
+            let want_keep: HashSet<Revision> = model_get(at).map(|(m, _, _)| r(m)).into_iter().collect();
+            proptest::prop_assert_eq!(keep, want_keep);
         }
     }
 

@@ -23,6 +23,30 @@
 //! (with `prev_kv`), and an [`Observer`] may receive every committed batch's events: that
 //! is the hook for watchers and the lessor.
 //!
+//! # For the server, the lessor and the watchers
+//!
+//! - **Applier protocol.** One batch per run of committed entries: `store.batch()`, one
+//!   [`TxnWrite`] per entry (compare with [`TxnWrite::range`], then puts/deletes),
+//!   [`Batch::put_raw`] for the other buckets, [`Batch::set_consistent_index`] with the
+//!   last entry's index and term, [`Batch::commit`], and only then answer the clients.
+//!   Keep batches bounded (e.g. at most 10,000 entries): values written in a batch are
+//!   held in memory until it commits.
+//! - **Durability.** RocksDB's own WAL is written but not fsynced per batch (see
+//!   [`backend`]): after a process crash nothing committed is lost; after a machine crash
+//!   the backend is a consistent prefix and [`Store::consistent_index`] says where to
+//!   resume: replay raft entries with index > `consistent_index().index`. Call
+//!   [`Store::sync`] before the raft WAL releases entries (after a raft snapshot).
+//! - **Crash of the applier mid-batch.** A batch dropped without commit poisons the store
+//!   ([`Error::Poisoned`]): reopen it, which rebuilds the index from the backend.
+//! - **Events.** [`TxnResult::events`] per transaction; or an [`Observer`] gets every
+//!   committed batch's events in revision order; watchers that start in the past page
+//!   through history with [`Store::events`], which never splits a revision.
+//! - **Leases.** The lessor attaches/detaches keys from events (a put's `kv.lease` and
+//!   `prev_kv.lease`, a delete's `prev_kv.lease`) and rebuilds from
+//!   [`Store::leased_keys`] on start.
+//! - **Snapshots.** [`Backend::checkpoint`] writes a consistent copy of every bucket that
+//!   opens as a store.
+//!
 //! ```
 //! use etcd_mvcc::{ConsistentIndex, RangeOptions, Store};
 //!
@@ -59,6 +83,7 @@ pub mod backend;
 pub mod codec;
 pub mod compaction;
 pub mod error;
+pub mod events;
 pub mod hash;
 pub mod index;
 pub mod key_index;
@@ -70,6 +95,7 @@ pub use backend::{Backend, BackendOptions, Bucket, ConsistentIndex, ReadTx, Writ
 pub use compaction::CompactionHandle;
 pub use error::{Error, Result};
 pub use etcd_proto::mvccpb::{event::EventType, Event, KeyValue};
+pub use events::EventPage;
 pub use hash::KeyValueHash;
 pub use index::{KeyRange, TreeIndex};
 pub use key_index::{Generation, KeyIndex};

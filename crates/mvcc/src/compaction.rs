@@ -1,9 +1,13 @@
 //! Physical compaction: deleting compacted revisions from the backend.
 //!
-//! Owns the compactor thread. A compaction at revision `C` has two halves: the logical
-//! half (in the applier's batch: the index drops old revisions, `scheduledCompactRev = C`
-//! is written with the batch) and the physical half here: walk the `key` bucket from the
-//! oldest revision up to `C`, deleting every revision the index no longer keeps, in
+//! Owns the compactor thread. A compaction at revision `C` starts in the applier's batch:
+//! the compact revision is raised (reads below `C` fail from then on) and
+//! `scheduledCompactRev = C` is written with the batch. After the commit, the job comes
+//! here: first the index drops the revisions older than what is visible at `C` (in
+//! chunks under the index lock, concurrently with the applier, like etcd's scheduled index
+//! compaction: nothing read at or above `C` changes), then the physical half walks the
+//! `key` bucket from the oldest revision up to `C`, deleting every revision the index no
+//! longer keeps, in
 //! batches of at most `compaction_batch_limit` revisions, each its own small RocksDB
 //! write, with a pause between batches. The applier never waits for it (the two write
 //! disjoint keys). The last batch records `finishedCompactRev = C`.
@@ -31,18 +35,14 @@ pub const JOB_QUEUE_CAPACITY: usize = 64;
 /// The physical half of one compaction.
 pub(crate) struct CompactionJob {
     rev: i64,
-    keep: HashSet<Revision>,
     done: SyncSender<Result<()>>,
 }
 
 impl CompactionJob {
     /// A job and the handle that reports its end.
-    pub(crate) fn new(rev: i64, keep: HashSet<Revision>) -> (Self, CompactionHandle) {
+    pub(crate) fn new(rev: i64) -> (Self, CompactionHandle) {
         let (done, rx) = sync_channel(1);
-        (
-            CompactionJob { rev, keep, done },
-            CompactionHandle { rev, rx },
-        )
+        (CompactionJob { rev, done }, CompactionHandle { rev, rx })
     }
 }
 
@@ -133,8 +133,15 @@ impl Compactor {
     }
 }
 
-/// Runs one physical compaction to its end, or until the store is closing.
+/// Compacts the index, then deletes from the backend what it no longer keeps; runs to
+/// the end, or until the store is closing.
 fn run(shared: &Shared, job: &CompactionJob) -> Result<()> {
+    let keep = shared.index.compact(job.rev);
+    physical(shared, job, &keep)
+}
+
+/// The physical half: deletes every revision up to the job's that is not in `keep`.
+fn physical(shared: &Shared, job: &CompactionJob, keep: &HashSet<Revision>) -> Result<()> {
     let end = Revision::new(job.rev + 1, 0).to_bytes(false);
     let limit = shared.opts.compaction_batch_limit.max(1);
     let mut start: Vec<u8> = Vec::new();
@@ -154,7 +161,7 @@ fn run(shared: &Shared, job: &CompactionJob) -> Result<()> {
                 break;
             }
             let bk = decode_bucket_key(k)?;
-            if !job.keep.contains(&bk.rev) {
+            if !keep.contains(&bk.rev) {
                 wtx.delete(Bucket::Key, k);
             }
             seen += 1;

@@ -203,7 +203,7 @@ impl Store {
             let rev = s.max(store.current_revision());
             store.shared.current_rev.store(rev, Ordering::Release);
             // The handle is dropped: nobody waits for a resumed compaction.
-            let (job, _handle) = store.logical_compact(s);
+            let (job, _handle) = store.schedule_compact(s);
             store.compactor.submit(job);
         }
         tracing::debug!(
@@ -216,15 +216,14 @@ impl Store {
         Ok(store)
     }
 
-    /// Compacts the index at `rev` (already validated) and returns the job for the
-    /// physical part.
-    pub(crate) fn logical_compact(
+    /// Starts a compaction at `rev` (already validated): from now on reads below `rev`
+    /// fail; the index and the backend are compacted by the compactor thread.
+    pub(crate) fn schedule_compact(
         &self,
         rev: i64,
     ) -> (crate::compaction::CompactionJob, CompactionHandle) {
         self.shared.compact_rev.store(rev, Ordering::SeqCst);
-        let keep = self.shared.index.compact(rev);
-        crate::compaction::CompactionJob::new(rev, keep)
+        crate::compaction::CompactionJob::new(rev)
     }
 
     /// The backend, for the other buckets (lease, auth, members, ...): read them with

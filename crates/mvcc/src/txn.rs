@@ -153,8 +153,10 @@ impl<'s> Batch<'s> {
         }
     }
 
-    /// Compacts the store at `rev`: the index at once (reads below `rev` fail from now
-    /// on), the backend after commit, in bounded batches on the compactor thread. The
+    /// Compacts the store at `rev`: reads below `rev` fail from now on; after commit the
+    /// compactor thread compacts the index (in bounded chunks, concurrently with the
+    /// applier: compaction never changes reads at or above `rev`) and then the backend
+    /// (in bounded batches). The
     /// scheduled compaction is recorded in this batch, so a crash before it finishes
     /// resumes it on reopen. Errors: `rev <= compact revision` is [`Error::Compacted`],
     /// `rev >` current revision is [`Error::FutureRev`].
@@ -171,7 +173,7 @@ impl<'s> Batch<'s> {
             META_SCHEDULED_COMPACT,
             Revision::new(rev, 0).to_bytes(false).as_ref(),
         );
-        let (job, handle) = self.store.logical_compact(rev);
+        let (job, handle) = self.store.schedule_compact(rev);
         self.compactions.push(job);
         Ok(handle)
     }

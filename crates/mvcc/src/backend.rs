@@ -196,6 +196,10 @@ impl Backend {
     }
 
     /// A new, empty write transaction; nothing is visible until [`WriteTx::commit`].
+    /// For a backend owned by a [`Store`](crate::Store), write through the applier's
+    /// [`Batch`](crate::Batch) instead (`put_raw`), so the change commits atomically with
+    /// the entries it belongs to and the consistent index; never write the `key` bucket
+    /// here behind the store's back.
     pub fn write(&self) -> WriteTx<'_> {
         WriteTx {
             backend: self,

@@ -2,7 +2,7 @@
 //!
 //! Owns the store's shared state: the backend, the tree index, the committed current
 //! revision, the compact revision and the consistent index. Writes go through
-//! [`Batch`](crate::Batch) (module `txn`), physical compaction through the compactor
+//! [`Batch`] (module `txn`), compaction (index and backend) through the compactor
 //! thread (module `compaction`).
 //!
 //! Invariants kept:

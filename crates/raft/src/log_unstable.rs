@@ -109,15 +109,8 @@ impl Unstable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::util::ent;
     use etcd_proto::raftpb::SnapshotMetadata;
-
-    fn ent(index: u64, term: u64) -> Entry {
-        Entry {
-            index,
-            term,
-            ..Default::default()
-        }
-    }
 
     #[test]
     fn stable_to_ignores_entries_replaced_by_another_term() {

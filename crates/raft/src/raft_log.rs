@@ -316,14 +316,7 @@ impl<S: Storage> RaftLog<S> {
 mod tests {
     use super::*;
     use crate::storage::MemStorage;
-
-    fn ent(index: u64, term: u64) -> Entry {
-        Entry {
-            index,
-            term,
-            ..Default::default()
-        }
-    }
+    use crate::util::ent;
 
     fn log_with(terms: &[u64]) -> RaftLog<MemStorage> {
         let mut l = RaftLog::new(MemStorage::new(), u64::MAX).unwrap();

@@ -266,14 +266,7 @@ impl Storage for MemStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ent(index: u64, term: u64) -> Entry {
-        Entry {
-            index,
-            term,
-            ..Default::default()
-        }
-    }
+    use crate::util::ent;
 
     fn storage_with(ents: &[Entry]) -> MemStorage {
         let s = MemStorage::new();

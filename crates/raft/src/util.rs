@@ -15,6 +15,16 @@ pub(crate) fn payload_size(ents: &[Entry]) -> u64 {
     ents.iter().map(|e| e.data.len() as u64).sum()
 }
 
+/// A bare entry at `index` in `term`, for unit tests of the log modules.
+#[cfg(test)]
+pub(crate) fn ent(index: u64, term: u64) -> Entry {
+    Entry {
+        index,
+        term,
+        ..Default::default()
+    }
+}
+
 /// Truncates `ents` so that their total size is at most `max_size`, keeping at
 /// least the first entry.
 pub(crate) fn limit_size(ents: &mut Vec<Entry>, max_size: u64) {

@@ -82,6 +82,11 @@ impl TreeIndex {
         Self::default()
     }
 
+    /// Forgets every key (before the index is rebuilt from a replaced backend).
+    pub(crate) fn clear(&self) {
+        self.tree.write().clear();
+    }
+
     /// Number of keys (including keys whose latest generation is deleted but not compacted).
     pub fn len(&self) -> usize {
         self.tree.read().len()

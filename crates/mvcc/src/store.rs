@@ -136,6 +136,36 @@ fn read_rev(backend: &Backend, key: &[u8]) -> Result<Option<i64>> {
     }
 }
 
+/// Fills `index` from the `key` bucket; returns the highest main revision found (1 if
+/// none).
+fn rebuild_index(backend: &Backend, index: &TreeIndex) -> Result<i64> {
+    let mut current = 1;
+    let rx = backend.read();
+    let mut it = rx.scan(Bucket::Key);
+    it.seek_to_first();
+    while it.valid() {
+        let (Some(k), Some(v)) = (it.key(), it.value()) else {
+            break;
+        };
+        let bk = decode_bucket_key(k)?;
+        let f = decode_index_fields(v)?;
+        index.restore(
+            f.key,
+            bk.rev,
+            bk.tombstone,
+            Revision::new(f.create_revision, 0),
+            f.version,
+        );
+        current = current.max(bk.rev.main);
+        it.next();
+    }
+    it.status()?;
+    Ok(current)
+}
+
+/// Keys deleted or copied per RocksDB write while a store is restored.
+const RESTORE_CHUNK: usize = 10_000;
+
 impl Store {
     /// Opens the store in directory `path` with default options.
     pub fn open(path: impl AsRef<Path>) -> Result<Store> {
@@ -151,29 +181,7 @@ impl Store {
         let finished = read_rev(&backend, META_FINISHED_COMPACT)?;
         let scheduled = read_rev(&backend, META_SCHEDULED_COMPACT)?;
         let index = TreeIndex::new();
-        let mut current = 1;
-        {
-            let rx = backend.read();
-            let mut it = rx.scan(Bucket::Key);
-            it.seek_to_first();
-            while it.valid() {
-                let (Some(k), Some(v)) = (it.key(), it.value()) else {
-                    break;
-                };
-                let bk = decode_bucket_key(k)?;
-                let f = decode_index_fields(v)?;
-                index.restore(
-                    f.key,
-                    bk.rev,
-                    bk.tombstone,
-                    Revision::new(f.create_revision, 0),
-                    f.version,
-                );
-                current = current.max(bk.rev.main);
-                it.next();
-            }
-            it.status()?;
-        }
+        let mut current = rebuild_index(&backend, &index)?;
         let compact = finished.unwrap_or(-1);
         // Revisions just below the compact revision may all be gone (e.g. compacted
         // tombstones): the current revision is at least the compact revision.
@@ -230,6 +238,80 @@ impl Store {
     /// [`Backend::read`], write them in the applier's batch with [`Batch::put_raw`].
     pub fn backend(&self) -> &Backend {
         &self.shared.backend
+    }
+
+    /// Replaces the whole content of the store (every bucket) with that of the store in
+    /// `src`, for example a checkpoint received with a raft snapshot, then rebuilds the
+    /// index, the revisions and the consistent index from it. Holds the writer lock for
+    /// the whole time; readers see either the old content or, chunk by chunk, the
+    /// replacement (the server only restores a member that is not serving reads from
+    /// that state). Copies in bounded RocksDB writes; `src` is left as it was.
+    pub fn restore_from(&self, src: impl AsRef<Path>) -> Result<()> {
+        let mut writer = self.shared.writer.lock();
+        let other = Backend::open(src.as_ref(), &self.shared.opts.backend)?;
+        let backend = &self.shared.backend;
+        for bucket in Bucket::ALL {
+            loop {
+                let keys: Vec<Vec<u8>> = {
+                    let rx = backend.read();
+                    let mut it = rx.scan(bucket);
+                    it.seek_to_first();
+                    let mut keys = Vec::new();
+                    while it.valid() && keys.len() < RESTORE_CHUNK {
+                        if let Some(k) = it.key() {
+                            keys.push(k.to_vec());
+                        }
+                        it.next();
+                    }
+                    it.status()?;
+                    keys
+                };
+                if keys.is_empty() {
+                    break;
+                }
+                let mut w = backend.write();
+                for k in &keys {
+                    w.delete(bucket, k);
+                }
+                w.commit()?;
+            }
+            let rx = other.read();
+            let mut it = rx.scan(bucket);
+            it.seek_to_first();
+            let mut w = backend.write();
+            while it.valid() {
+                if let (Some(k), Some(v)) = (it.key(), it.value()) {
+                    w.put(bucket, k, v);
+                }
+                if w.len() >= RESTORE_CHUNK {
+                    w.commit()?;
+                    w = backend.write();
+                }
+                it.next();
+            }
+            it.status()?;
+            w.commit()?;
+        }
+        drop(other);
+        backend.sync()?;
+        self.shared.index.clear();
+        let mut current = rebuild_index(backend, &self.shared.index)?;
+        let compact = read_rev(backend, META_FINISHED_COMPACT)?.unwrap_or(-1);
+        current = current.max(compact);
+        let ci = backend.consistent_index()?;
+        self.shared.current_rev.store(current, Ordering::Release);
+        self.shared.compact_rev.store(compact, Ordering::SeqCst);
+        self.shared.ci_index.store(ci.index, Ordering::Release);
+        self.shared.ci_term.store(ci.term, Ordering::Release);
+        writer.poisoned = false;
+        tracing::info!(
+            current_rev = current,
+            compact_rev = compact,
+            consistent_index = ci.index,
+            "store restored from {}",
+            src.as_ref().display()
+        );
+        Ok(())
     }
 
     /// The revision of the last committed write (1 for an empty store).

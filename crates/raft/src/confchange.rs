@@ -308,6 +308,23 @@ fn check_invariants(cfg: &TrackerConfig, prs: &ProgressMap) -> Result<()> {
     Ok(())
 }
 
+/// `cs` as the tracker reports it: every id list sorted, without duplicates.
+pub(crate) fn normalized(cs: &ConfState) -> ConfState {
+    let norm = |v: &[u64]| {
+        let mut v = v.to_vec();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    ConfState {
+        voters: norm(&cs.voters),
+        learners: norm(&cs.learners),
+        voters_outgoing: norm(&cs.voters_outgoing),
+        learners_next: norm(&cs.learners_next),
+        auto_leave: cs.auto_leave,
+    }
+}
+
 /// Builds the configuration described by `cs` (at start-up and on snapshot restore).
 pub(crate) fn restore(
     tracker: &ProgressTracker,

@@ -35,6 +35,10 @@ pub enum Error {
     /// A response arrived from a peer that is not in the configuration.
     #[error("raft: cannot step as peer not found")]
     StepPeerNotFound,
+    /// A message from a peer that no correct peer sends (unknown type, no sender,
+    /// not for us, entries that do not follow its index, ...); it changed nothing.
+    #[error("raft: malformed message: {0}")]
+    MalformedMessage(&'static str),
     /// The configuration given to [`RawNode::new`](crate::RawNode::new) is invalid.
     #[error("invalid raft config: {0}")]
     ConfigInvalid(String),

@@ -18,6 +18,28 @@
 //! consensus with learners), leadership transfer, ReadIndex (Safe and LeaseBased), and
 //! proposal forwarding. [`sim`] is a deterministic cluster simulator used by the tests.
 //!
+//! # Panics
+//!
+//! Nothing a peer sends makes a node panic. [`RawNode::step`] refuses messages no
+//! correct peer sends (see [`Error::MalformedMessage`]), and the handlers ignore,
+//! with a `warn` event, what only a state check can catch (a heartbeat committing
+//! beyond our log, an acknowledgement beyond the leader's log, a snapshot with an
+//! impossible configuration). `src/raft/peer_input_tests.rs` pins each case and
+//! feeds random messages to nodes in every role. The assertions that remain guard
+//! this node's own invariants, and firing one means a bug here or in the
+//! application, never bad input from the network:
+//! - the storage contradicts itself or fails where it must not: `first_index`,
+//!   `last_index` or the term of the last entry unavailable, committed entries
+//!   missing, the hard state's commit outside the stored log at start-up, an error
+//!   other than `SnapshotTemporarilyUnavailable` when a snapshot is needed, or an
+//!   empty snapshot where the log is compacted;
+//! - the application misuses the API: `ready` twice without `advance`, or an applied
+//!   index beyond the commit index;
+//! - the log's own bookkeeping: truncating a committed entry, a gap after the last
+//!   index, a commit index beyond the last index, slices outside the log, role
+//!   transitions raft never makes, the term going backwards, a message built with the
+//!   wrong term, the inflight window overfilled, a read request queue out of sync.
+//!
 //! The order of work for one `Ready` (see `examples/kv.rs` for a whole node):
 //!
 //! ```
@@ -57,6 +79,7 @@ mod config;
 mod errors;
 mod inflights;
 mod log_unstable;
+mod msg_check;
 mod progress;
 mod quorum;
 mod raft;

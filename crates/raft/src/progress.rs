@@ -99,7 +99,7 @@ impl Progress {
             self.matched = n;
             self.msg_app_flow_paused = false;
         }
-        self.next = self.next.max(n + 1);
+        self.next = self.next.max(n.saturating_add(1));
         updated
     }
 
@@ -116,7 +116,9 @@ impl Progress {
         if self.next - 1 != rejected {
             return false;
         }
-        self.next = rejected.min(match_hint + 1).max(self.matched + 1);
+        self.next = rejected
+            .min(match_hint.saturating_add(1))
+            .max(self.matched + 1);
         self.msg_app_flow_paused = false;
         true
     }

@@ -259,21 +259,15 @@ impl<S: Storage> RawNode<S> {
         self.raft.apply_conf_change(&cc.as_v2())
     }
 
-    /// Steps a message received from a peer.
+    /// Steps a message received from a peer. A message no correct peer sends is
+    /// refused with an error and changes nothing: a local message type
+    /// ([`Error::StepLocalMsg`]), a response from a member not in the configuration
+    /// ([`Error::StepPeerNotFound`]), or a malformed one ([`Error::MalformedMessage`]).
+    /// No message, however odd, makes the node panic.
     pub fn step(&mut self, m: Message) -> Result<()> {
-        let t = m.r#type();
-        if matches!(
-            t,
-            MessageType::MsgHup
-                | MessageType::MsgBeat
-                | MessageType::MsgUnreachable
-                | MessageType::MsgSnapStatus
-                | MessageType::MsgCheckQuorum
-        ) {
-            return Err(Error::StepLocalMsg);
-        }
+        crate::msg_check::check_peer_message(&m, self.raft.id)?;
         let is_response = matches!(
-            t,
+            m.r#type(),
             MessageType::MsgAppResp
                 | MessageType::MsgVoteResp
                 | MessageType::MsgHeartbeatResp

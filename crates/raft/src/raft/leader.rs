@@ -228,11 +228,23 @@ impl<S: Storage> Raft<S> {
             _ => {}
         }
         let from = m.from;
+        let last_index = self.raft_log.last_index();
         let Some(pr) = self.trk.progress.get_mut(&from) else {
             tracing::debug!(id = self.id, from, "no progress available for peer");
             return Ok(());
         };
         match m.r#type() {
+            MessageType::MsgAppResp if !m.reject && m.index > last_index => {
+                // We never sent that far: counting it could move `next` past our log
+                // and stall replication to this peer.
+                tracing::warn!(
+                    id = self.id,
+                    from,
+                    index = m.index,
+                    last_index,
+                    "ignored an append acknowledgement beyond our last index"
+                );
+            }
             MessageType::MsgAppResp => {
                 pr.recent_active = true;
                 if m.reject {
@@ -369,7 +381,7 @@ impl<S: Storage> Raft<S> {
                 self.election_elapsed = 0;
                 self.lead_transferee = transferee;
                 let matched = self.trk.progress.get(&transferee).map_or(0, |p| p.matched);
-                if matched == self.raft_log.last_index() {
+                if matched == last_index {
                     self.send(msg(transferee, MessageType::MsgTimeoutNow));
                 } else {
                     self.send_append(transferee);
@@ -403,8 +415,15 @@ impl<S: Storage> Raft<S> {
             if e.r#type == 0 {
                 continue;
             }
-            let Ok(Some(cc)) = confchange::decode_conf_change(e) else {
-                continue;
+            let cc = match confchange::decode_conf_change(e) {
+                Ok(Some(cc)) => cc,
+                Ok(None) => continue,
+                Err(err) => {
+                    // Nobody could apply it: keep the slot, drop the change.
+                    tracing::warn!(id = self.id, from = m.from, %err, "replaced an undecodable conf change proposal with an empty entry");
+                    *e = Entry::default();
+                    continue;
+                }
             };
             let already_pending = self.pending_conf_index > self.raft_log.applied;
             let already_joint = self.trk.config.voters.is_joint();

@@ -11,6 +11,8 @@
 //! `leader.rs` replication, commit, reads and leader transfer.
 
 mod leader;
+#[cfg(test)]
+mod peer_input_tests;
 pub(crate) mod step;
 #[cfg(test)]
 mod tests;
@@ -398,6 +400,11 @@ impl<S: Storage> Raft<S> {
     }
 
     pub(crate) fn campaign(&mut self, t: CampaignType) {
+        if self.term == u64::MAX {
+            // Only a peer's absurd term gets us here; there is no next term to run in.
+            tracing::error!(id = self.id, "cannot campaign: the term is at its maximum");
+            return;
+        }
         let (vote_msg, term) = if t == CampaignType::PreElection {
             self.become_pre_candidate();
             (MessageType::MsgPreVote, self.term + 1)
@@ -503,15 +510,16 @@ impl<S: Storage> Raft<S> {
     }
 
     /// Restores from a snapshot received from the leader. Returns false if it was
-    /// ignored (old, or we already have its last entry).
+    /// ignored (old, not for us, an invalid configuration, or we already have its
+    /// last entry).
     pub(crate) fn restore(&mut self, snap: Snapshot) -> bool {
         let meta = snap.metadata.clone().unwrap_or_default();
         if meta.index <= self.raft_log.committed {
             return false;
         }
         if self.state != StateRole::Follower {
-            // Defensive: only followers receive snapshots.
-            self.become_follower(self.term + 1, INVALID_ID);
+            // Only followers receive snapshots (`step` makes a candidate one first).
+            tracing::warn!(id = self.id, role = ?self.state, "ignored a snapshot while not a follower");
             return false;
         }
         let cs = meta.conf_state.clone().unwrap_or_default();
@@ -534,14 +542,33 @@ impl<S: Storage> Raft<S> {
             self.raft_log.commit_to(meta.index);
             return false;
         }
-        self.raft_log.restore(snap);
-        let (cfg, prs) = match confchange::restore(&self.trk, &cs, self.raft_log.last_index()) {
-            Ok(x) => x,
-            Err(e) => panic!("unable to restore config {cs:?}: {e}"),
+        // Build the configuration before touching the log, so that a snapshot with
+        // an impossible one (no voters, a voter that is also a learner, ...) is
+        // refused whole.
+        let restored = if cs.voters.is_empty() {
+            Err(crate::errors::Error::ConfChangeInvalid(
+                "no voters".to_string(),
+            ))
+        } else {
+            confchange::restore(&self.trk, &cs, meta.index)
         };
+        let (cfg, prs) = match restored {
+            Ok(x) => x,
+            Err(err) => {
+                tracing::warn!(
+                    id = self.id,
+                    index = meta.index,
+                    %err,
+                    "ignored a snapshot with an invalid configuration"
+                );
+                return false;
+            }
+        };
+        self.raft_log.restore(snap);
         let restored = self.switch_to_config(cfg, prs);
         assert_eq!(
-            restored, cs,
+            restored,
+            confchange::normalized(&cs),
             "restored conf state differs from the snapshot's"
         );
         if let Some(pr) = self.trk.progress.get_mut(&self.id) {

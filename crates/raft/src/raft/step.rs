@@ -128,8 +128,7 @@ impl<S: Storage> Raft<S> {
                 if self.lead == INVALID_ID || self.disable_proposal_forwarding {
                     return Err(Error::ProposalDropped);
                 }
-                m.to = self.lead;
-                self.send(m);
+                self.forward_to_leader(m);
             }
             MessageType::MsgApp => {
                 self.election_elapsed = 0;
@@ -149,8 +148,7 @@ impl<S: Storage> Raft<S> {
             MessageType::MsgTransferLeader | MessageType::MsgReadIndex
                 if self.lead != INVALID_ID =>
             {
-                m.to = self.lead;
-                self.send(m);
+                self.forward_to_leader(m);
             }
             MessageType::MsgTimeoutNow => {
                 tracing::info!(
@@ -174,6 +172,20 @@ impl<S: Storage> Raft<S> {
         Ok(())
     }
 
+    /// Sends a proposal, read or transfer request on to the leader. The term is
+    /// cleared so that `send` stamps it as for any message of ours (a request a peer
+    /// forwarded to us may carry its own term).
+    fn forward_to_leader(&mut self, mut m: Message) {
+        if self.lead == self.id || m.from == self.lead {
+            // Would loop back to where it came from (or to us).
+            tracing::debug!(id = self.id, from = m.from, lead = self.lead, msg = ?m.r#type(), "dropped a request that cannot be forwarded");
+            return;
+        }
+        m.to = self.lead;
+        m.term = 0;
+        self.send(m);
+    }
+
     fn step_candidate(&mut self, m: Message) -> Result<()> {
         let my_resp = if self.state == StateRole::PreCandidate {
             MessageType::MsgPreVoteResp
@@ -183,16 +195,17 @@ impl<S: Storage> Raft<S> {
         let t = m.r#type();
         match t {
             MessageType::MsgProp => return Err(Error::ProposalDropped),
+            // A leader of our term exists (higher terms were handled in `step`).
             MessageType::MsgApp => {
-                self.become_follower(m.term, m.from);
+                self.become_follower(self.term, m.from);
                 self.handle_append_entries(m);
             }
             MessageType::MsgHeartbeat => {
-                self.become_follower(m.term, m.from);
+                self.become_follower(self.term, m.from);
                 self.handle_heartbeat(m);
             }
             MessageType::MsgSnap => {
-                self.become_follower(m.term, m.from);
+                self.become_follower(self.term, m.from);
                 self.handle_snapshot(m);
             }
             _ if t == my_resp => match self.poll(m.from, t, !m.reject) {
@@ -253,7 +266,22 @@ impl<S: Storage> Raft<S> {
     }
 
     pub(crate) fn handle_heartbeat(&mut self, m: Message) {
-        self.raft_log.commit_to(m.commit);
+        let last = self.raft_log.last_index();
+        if m.commit > last {
+            // A leader never tells us to commit beyond what we acknowledged, so
+            // either the message is bogus or our storage lost acknowledged entries.
+            // Entries past our log are not the leader's to commit here: keep ours.
+            tracing::warn!(
+                id = self.id,
+                from = m.from,
+                commit = m.commit,
+                last_index = last,
+                "heartbeat commit is beyond our last index; ignoring the commit \
+                 (if this repeats, check this member's storage for lost entries)"
+            );
+        } else {
+            self.raft_log.commit_to(m.commit);
+        }
         let mut r = msg(m.from, MessageType::MsgHeartbeatResp);
         r.context = m.context;
         self.send(r);

@@ -749,6 +749,7 @@ fn stale_term_messages_change_nothing() {
     elect(&mut c, 1);
     let t = term(&mut c, 2);
     let mut m = msg(3, 2, MessageType::MsgApp, t - 1);
+    (m.index, m.log_term) = (98, t - 1);
     m.entries = vec![Entry {
         index: 99,
         term: t - 1,

@@ -21,6 +21,11 @@ pub(crate) struct RaftLog<S: Storage> {
     pub(crate) applied: u64,
     /// Bound on the bytes of committed entries handed out per `Ready`.
     pub(crate) max_committed_size_per_ready: u64,
+    /// The lowest index whose entry may have changed (appended, overwritten or
+    /// replaced by a snapshot) since [`RaftLog::take_changed_from`] last ran; 0 for a
+    /// new log, `u64::MAX` when nothing changed. Lets the simulation's checker look
+    /// at what changed only.
+    changed_from: u64,
 }
 
 impl<S: Storage> RaftLog<S> {
@@ -34,6 +39,7 @@ impl<S: Storage> RaftLog<S> {
             applying: first - 1,
             applied: first - 1,
             max_committed_size_per_ready,
+            changed_from: 0,
         })
     }
 
@@ -167,6 +173,7 @@ impl<S: Storage> RaftLog<S> {
                 first.index,
                 self.last_index()
             );
+            self.changed_from = self.changed_from.min(first.index);
             self.unstable.truncate_and_append(ents);
         }
         self.last_index()
@@ -302,7 +309,15 @@ impl<S: Storage> RaftLog<S> {
     pub(crate) fn restore(&mut self, snap: Snapshot) {
         let index = snap.metadata.as_ref().map_or(0, |m| m.index);
         self.committed = index;
+        self.changed_from = self.changed_from.min(index);
         self.unstable.restore(snap);
+    }
+
+    /// The lowest index that may have changed since the last call (0 for a new log),
+    /// or `None` if nothing did.
+    pub(crate) fn take_changed_from(&mut self) -> Option<u64> {
+        let from = std::mem::replace(&mut self.changed_from, u64::MAX);
+        (from != u64::MAX).then_some(from)
     }
 
     /// Every entry from first to last (for tests and debugging output).

@@ -428,6 +428,16 @@ impl<S: Storage> RawNode<S> {
         self.raft.raft_log.all_entries()
     }
 
+    /// The state machine, for the simulation's checker and the crate's tests.
+    pub(crate) fn raft(&self) -> &Raft<S> {
+        &self.raft
+    }
+
+    /// The state machine, mutably (see [`RawNode::raft`]).
+    pub(crate) fn raft_mut(&mut self) -> &mut Raft<S> {
+        &mut self.raft
+    }
+
     /// The pending (unanswered) Safe read requests at the leader.
     pub fn pending_read_count(&self) -> usize {
         self.raft.read_only.pending_count() + self.raft.pending_read_index_messages.len()

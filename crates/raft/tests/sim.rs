@@ -23,6 +23,8 @@ fn safety_and_progress_hold_over_many_seeds() {
     let mut confs = 0;
     let mut compactions = 0;
     let mut reads = 0;
+    let mut progress_checks = 0;
+    let mut progress_rounds = 0;
     for seed in start..start + seeds {
         match etcd_raft::sim::run(seed, steps) {
             Ok(r) => {
@@ -31,13 +33,16 @@ fn safety_and_progress_hold_over_many_seeds() {
                 confs += r.conf_changes;
                 compactions += r.compactions;
                 reads += r.reads_served;
+                progress_checks += r.progress_checks;
+                progress_rounds = progress_rounds.max(r.progress_rounds);
             }
             Err(f) => panic!("{f}"),
         }
     }
     eprintln!(
         "raft sim: {seeds} seeds from {start}, {steps} steps each, in {:?}: {applied} entries applied, \
-         {crashes} crashes, {confs} conf changes, {compactions} compactions, {reads} reads checked",
+         {crashes} crashes, {confs} conf changes, {compactions} compactions, {reads} reads checked, \
+         {progress_checks} progress checks after healing (at most {progress_rounds} rounds)",
         t0.elapsed()
     );
 }

@@ -197,7 +197,24 @@ impl Cluster {
         if let Some(n) = self.nodes.get_mut(&id) {
             n.node = None;
         }
-        self.network.retain(|m| m.to != id);
+        let (lost, kept) = std::mem::take(&mut self.network)
+            .into_iter()
+            .partition(|m| m.to == id);
+        self.network = kept;
+        for m in lost {
+            self.lose(&m);
+        }
+    }
+
+    /// Accounts for a message the network lost. The transport's contract: every
+    /// snapshot sent is reported, so a lost `MsgSnap` is reported as failed to its
+    /// sender (else the sender's progress for the peer waits in Snapshot state
+    /// forever, as etcd's would).
+    pub fn lose(&mut self, m: &Message) {
+        if m.r#type() == MessageType::MsgSnap && self.is_up(m.from) {
+            self.raw(m.from)
+                .report_snapshot(m.to, SnapshotStatus::Failure);
+        }
     }
 
     /// Restarts node `id` from its storage.
@@ -359,7 +376,10 @@ impl Cluster {
             }
             return Delivery::Dropped;
         }
-        let _ = self.raw(to).step(m);
+        if let Err(crate::Error::MalformedMessage(why)) = self.raw(to).step(m.clone()) {
+            // Our own nodes only send well-formed messages.
+            panic!("node {to} refused a message from node {from} as malformed ({why}): {m:?}");
+        }
         if t == MessageType::MsgSnap && self.is_up(from) {
             self.raw(from).report_snapshot(to, SnapshotStatus::Finish);
         }
@@ -426,6 +446,32 @@ impl Cluster {
         false
     }
 
+    /// One line per node: role, term, leader, indexes and configuration (for
+    /// failure reports).
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        for (id, n) in &self.nodes {
+            let Some(r) = n.node.as_ref() else {
+                out.push_str(&format!("\n  node {id}: down"));
+                continue;
+            };
+            let st = r.status();
+            out.push_str(&format!(
+                "\n  node {id}: {:?} term {} lead {} commit {} applied {} (sim {}) last {} conf {:?} progress {:?}",
+                st.soft_state.role,
+                st.hard_state.term,
+                st.soft_state.leader_id,
+                st.hard_state.commit,
+                st.applied,
+                n.applied_index,
+                st.last_index,
+                n.conf_state,
+                st.progress,
+            ));
+        }
+        out
+    }
+
     /// The current leader with the highest term among live nodes, if any.
     pub fn leader(&self) -> Option<u64> {
         self.nodes
@@ -434,7 +480,7 @@ impl Cluster {
                 n.node
                     .as_ref()
                     .filter(|r| r.is_leader())
-                    .map(|r| (r.status().hard_state.term, *id))
+                    .map(|r| (r.raft().term, *id))
             })
             .max()
             .map(|(_, id)| id)

@@ -4,10 +4,12 @@
 //! `u64` seed and drives it for a number of steps with random proposals, conf changes
 //! (v1 and joint v2), leader transfers, crashes and restarts (losing only unpersisted
 //! state), partitions, message drops, duplicates, reordering and delays. After every
-//! step it checks election safety and state machine safety; every few steps also log
-//! matching and leader completeness. At the end every fault heals and the cluster must
-//! commit a new proposal within a bounded number of rounds. The same seed always
-//! replays the same run.
+//! step the [`Checker`] checks election safety, log matching, leader completeness and
+//! state machine safety (incrementally: it looks only at what changed), and every
+//! linearizable read is checked against what was committed before it was asked.
+//! Every [`PROGRESS_CHECK_STEPS`] steps and at the end, every fault heals (links,
+//! crashed nodes) and the cluster must commit a new proposal on every member within a
+//! bounded number of rounds. The same seed always replays the same run.
 
 mod check;
 mod cluster;
@@ -45,13 +47,26 @@ pub struct SimReport {
     pub dropped: usize,
     /// Linearizable reads answered (and checked).
     pub reads_served: usize,
+    /// Times every fault healed and the cluster had to make progress.
+    pub progress_checks: usize,
+    /// The most rounds a healed cluster needed to apply a proposal everywhere.
+    pub progress_rounds: usize,
 }
 
-/// A failed run: the seed reproduces it exactly.
+/// Every this many steps the faults heal and the cluster must make progress.
+pub const PROGRESS_CHECK_STEPS: usize = 500;
+
+/// Rounds (a tick of every node, then up to 50 rounds of message delivery) a healed
+/// cluster gets to elect a leader and commit a proposal on every member.
+const PROGRESS_ROUNDS: usize = 400;
+
+/// A failed run: the seed (with the run's step count) reproduces it exactly.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimFailure {
     /// The seed.
     pub seed: u64,
+    /// The steps the run was asked for (with the seed, what reproduces it).
+    pub steps: usize,
     /// The step at which the check failed.
     pub step: usize,
     /// What went wrong.
@@ -67,15 +82,22 @@ impl std::fmt::Display for SimFailure {
             "raft simulation failed: seed {} step {}: {}",
             self.seed, self.step, self.reason
         )?;
-        writeln!(
-            f,
-            "reproduce with RAFT_SIM_SEED={} RAFT_SIM_SEEDS=1",
-            self.seed
-        )?;
+        writeln!(f, "reproduce with: {}", self.reproduce())?;
         for t in &self.trace {
             writeln!(f, "  {t}")?;
         }
         Ok(())
+    }
+}
+
+impl SimFailure {
+    /// The command that replays this run exactly.
+    pub fn reproduce(&self) -> String {
+        format!(
+            "cargo xtask sim --seed {} --seeds 1 --steps {} \
+             (or: RAFT_SIM_SEED={} RAFT_SIM_SEEDS=1 RAFT_SIM_STEPS={} cargo test -p etcd-raft --test sim)",
+            self.seed, self.steps, self.seed, self.steps
+        )
     }
 }
 
@@ -297,7 +319,7 @@ impl Sim {
             .nodes
             .values()
             .filter_map(|n| n.node.as_ref())
-            .map(|r| r.status().hard_state.commit)
+            .map(|r| r.raft().raft_log.committed)
             .max()
             .unwrap_or(0)
     }
@@ -327,6 +349,7 @@ impl Sim {
         let fate = self.rng.random_range(0..100u32);
         if fate < 5 {
             self.report.dropped += 1;
+            self.cluster.lose(&m);
             return;
         }
         if fate < 8 {
@@ -398,49 +421,49 @@ impl Sim {
         self.log(format!("conf change at {l}: {changes:?}: {r:?}"));
     }
 
-    /// Heals everything and requires a new proposal to commit within a bound.
-    fn require_progress(&mut self) -> Result<(), String> {
+    /// Heals every fault (links, crashed nodes) and requires a new proposal to be
+    /// applied by every member of the configuration within [`PROGRESS_ROUNDS`].
+    fn require_progress(&mut self, step: usize) -> Result<(), String> {
+        self.log(format!("heal everything; progress required (step {step})"));
         self.cluster.heal();
         let ids: Vec<u64> = self.cluster.nodes.keys().copied().collect();
         for &id in &ids {
             self.cluster.restart(id);
         }
-        let marker = Bytes::from(format!("final-{}", self.report.seed));
-        let mut proposed_at: Option<u64> = None;
-        for round in 0..400 {
+        self.report.progress_checks += 1;
+        let marker = Bytes::from(format!("progress-{}-{step}", self.report.seed));
+        let mut proposed = false;
+        for round in 0..PROGRESS_ROUNDS {
             for id in self.live_ids() {
                 self.cluster.raw(id).tick();
             }
             self.cluster.stabilize(50);
-            self.checker.check(&self.cluster, true)?;
+            self.checker.check(&mut self.cluster)?;
             let Some(l) = self.cluster.leader() else {
                 continue;
             };
-            if proposed_at.is_none() || round % 50 == 49 {
-                if self.cluster.raw(l).propose(marker.clone()).is_ok() {
-                    proposed_at = Some(l);
-                }
+            // Propose again now and then: a proposal may be lost with a leader.
+            if !proposed || round % 50 == 49 {
+                proposed |= self.cluster.raw(l).propose(marker.clone()).is_ok();
                 continue;
             }
             let cs = self.cluster.nodes[&l].conf_state.clone();
-            let have = cs
-                .voters
-                .iter()
-                .filter(|id| {
-                    self.cluster
-                        .nodes
-                        .get(id)
-                        .is_some_and(|n| n.applied_data.iter().any(|(_, d)| *d == marker))
-                })
-                .count();
-            if have > cs.voters.len() / 2 {
+            let all = cs.voters.iter().chain(&cs.learners).all(|id| {
+                self.cluster
+                    .nodes
+                    .get(id)
+                    .is_some_and(|n| n.applied_data.iter().any(|(_, d)| *d == marker))
+            });
+            if all {
+                self.report.progress_rounds = self.report.progress_rounds.max(round);
                 return Ok(());
             }
         }
-        Err(
-            "no progress: a new proposal did not commit within 400 rounds after all faults healed"
-                .to_string(),
-        )
+        Err(format!(
+            "no progress: a new proposal was not applied by every member within \
+             {PROGRESS_ROUNDS} rounds after all faults healed; {}",
+            self.cluster.describe()
+        ))
     }
 }
 
@@ -490,24 +513,26 @@ pub fn run(seed: u64, steps: usize) -> Result<SimReport, SimFailure> {
     }
     let fail = |sim: &Sim, step: usize, reason: String| SimFailure {
         seed,
+        steps,
         step,
         reason,
         trace: sim.trace.clone(),
     };
     for step in 0..steps {
         sim.step();
-        let full = step % 4 == 0;
-        if let Err(reason) = sim.checker.check(&sim.cluster, full) {
+        if let Err(reason) = sim.checker.check(&mut sim.cluster) {
             return Err(fail(&sim, step, reason));
         }
         if let Some(reason) = sim.read_failure.clone() {
             return Err(fail(&sim, step, reason));
         }
+        if (step + 1) % PROGRESS_CHECK_STEPS == 0 && step + 1 < steps {
+            if let Err(reason) = sim.require_progress(step) {
+                return Err(fail(&sim, step, reason));
+            }
+        }
     }
-    if let Err(reason) = sim.require_progress() {
-        return Err(fail(&sim, steps, reason));
-    }
-    if let Err(reason) = sim.checker.check(&sim.cluster, true) {
+    if let Err(reason) = sim.require_progress(steps) {
         return Err(fail(&sim, steps, reason));
     }
     sim.report.steps = steps;

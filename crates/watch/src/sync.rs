@@ -26,7 +26,20 @@ struct Chosen {
     h: u64,
     min_rev: i64,
     span: KeySpan,
+    no_put: bool,
+    no_delete: bool,
     prev_kv: bool,
+}
+
+impl Chosen {
+    fn wants(&self, ev: &Event) -> bool {
+        event_rev(ev) >= self.min_rev
+            && if ev.r#type == EventType::Delete as i32 {
+                !self.no_delete
+            } else {
+                !self.no_put
+            }
+    }
 }
 
 fn is_create(ev: &Event) -> bool {
@@ -115,6 +128,8 @@ impl Shared {
                     h,
                     min_rev: w.min_rev,
                     span: w.span.clone(),
+                    no_put: w.no_put,
+                    no_delete: w.no_delete,
                     prev_kv: w.prev_kv,
                 });
             }
@@ -145,6 +160,29 @@ impl Shared {
             group.for_each_match(&kv.key, |h| matched.entry(h).or_default().push(i));
         }
         let prevs = fetch_prev_kvs(store, &chosen, &matched, &page.events);
+        // Each watcher's part of the page, built before taking the mutex (the observer,
+        // and with it every write, waits while we hold it).
+        let parts: Vec<Vec<Event>> = chosen
+            .iter()
+            .map(|c| {
+                matched
+                    .get(&c.h)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|&i| page.events.get(i as usize).map(|ev| (i, ev)))
+                    .filter(|(_, ev)| c.wants(ev))
+                    .map(|(i, ev)| Event {
+                        r#type: ev.r#type,
+                        kv: ev.kv.clone(),
+                        prev_kv: if c.prev_kv {
+                            prevs.get(&i).cloned()
+                        } else {
+                            None
+                        },
+                    })
+                    .collect()
+            })
+            .collect();
         let compact = store.compact_revision();
         let current = store.current_revision();
 
@@ -152,7 +190,7 @@ impl Shared {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
         let mut victims = false;
-        for c in &chosen {
+        for (c, events) in chosen.iter().zip(parts) {
             let Some(w) = inner.watchers.get_mut(&c.h) else {
                 continue;
             };
@@ -163,20 +201,6 @@ impl Shared {
                 victims |= inner.cancel_compacted(c.h, compact, current);
                 continue;
             }
-            let events: Vec<Event> = matched
-                .get(&c.h)
-                .into_iter()
-                .flatten()
-                .filter_map(|&i| page.events.get(i as usize).map(|ev| (i, ev)))
-                .filter(|(_, ev)| event_rev(ev) >= c.min_rev && w.wants(ev))
-                .map(|(i, ev)| {
-                    let mut e = w.shape(ev);
-                    if w.prev_kv {
-                        e.prev_kv = prevs.get(&i).cloned();
-                    }
-                    e
-                })
-                .collect();
             w.min_rev = w.min_rev.max(page.next_rev);
             if !events.is_empty() {
                 w.sent_events = true;

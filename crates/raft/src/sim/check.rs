@@ -118,21 +118,43 @@ impl Checker {
         if let Some(d) = &c.divergence {
             return Err(format!("state machine safety: {d}"));
         }
+        // A node whose log now starts at a snapshot of an entry no log has shown yet
+        // (possible when many rounds run between checks) waits until the others, one
+        // of which holds that entry, have been looked at.
+        let mut deferred = Vec::new();
         for (id, n) in c.nodes.iter_mut() {
             let Some(raw) = n.node.as_mut() else { continue };
-            self.check_node(*id, raw)?;
+            let changed = raw.raft_mut().raft_log.take_changed_from();
+            if !self.check_node(*id, raw, changed, false)? {
+                deferred.push((*id, changed));
+            }
+        }
+        for (id, changed) in deferred {
+            if let Some(raw) = c.nodes.get_mut(&id).and_then(|n| n.node.as_mut()) {
+                self.check_node(id, raw, changed, true)?;
+            }
         }
         Ok(())
     }
 
-    fn check_node(&mut self, id: u64, raw: &mut RawNode<MemStorage>) -> Result<(), String> {
-        let changed = raw.raft_mut().raft_log.take_changed_from();
+    /// Checks one node given the lowest index its log changed from. Returns false
+    /// (having changed nothing) if its log starts at an unseen entry and `anchor_unseen`
+    /// is false.
+    fn check_node(
+        &mut self,
+        id: u64,
+        raw: &RawNode<MemStorage>,
+        changed: Option<u64>,
+        anchor_unseen: bool,
+    ) -> Result<bool, String> {
         let r = raw.raft();
         let term = r.term;
         let mut view = self.nodes.remove(&id).unwrap_or_default();
         let res = (|| {
             if let Some(from) = changed {
-                self.update_log(id, &mut view, raw, from)?;
+                if !self.update_log(id, &mut view, raw, from, anchor_unseen)? {
+                    return Ok(false);
+                }
             }
             let commit = r.raft_log.committed;
             if commit < view.commit {
@@ -148,7 +170,7 @@ impl Checker {
             if r.is_leader() {
                 self.check_leader(id, term, &view)?;
             }
-            Ok(())
+            Ok(true)
         })();
         self.nodes.insert(id, view);
         res
@@ -156,13 +178,16 @@ impl Checker {
 
     /// Re-reads the node's log from `from` (or from its first index - 1 when the view
     /// cannot be extended) and checks each new prefix against every one seen before.
+    /// Returns false, changing nothing, if the log starts at an entry no log has
+    /// shown and `anchor_unseen` is false.
     fn update_log(
         &mut self,
         id: u64,
         view: &mut NodeView,
         raw: &RawNode<MemStorage>,
         from: u64,
-    ) -> Result<(), String> {
+        anchor_unseen: bool,
+    ) -> Result<bool, String> {
         let log = &raw.raft().raft_log;
         let first = log.first_index();
         let last = log.last_index();
@@ -175,10 +200,16 @@ impl Checker {
             let base_term = log
                 .term(base)
                 .map_err(|e| format!("node {id}: no term for its first index - 1 ({base}): {e}"))?;
-            let h = *self
-                .prefixes
-                .entry((base, base_term))
-                .or_insert_with(|| anchor(base, base_term));
+            let h = match self.prefixes.get(&(base, base_term)) {
+                Some(h) => *h,
+                None if !anchor_unseen => return Ok(false),
+                None => {
+                    // Nobody shows it: the bootstrap snapshot or an empty log.
+                    let h = anchor(base, base_term);
+                    self.prefixes.insert((base, base_term), h);
+                    h
+                }
+            };
             view.base = base;
             view.hashes.clear();
             view.hashes.push_back((base_term, h));
@@ -218,7 +249,7 @@ impl Checker {
             view.hashes.drain(..(keep_from - view.base) as usize);
             view.base = keep_from;
         }
-        Ok(())
+        Ok(true)
     }
 
     fn record_commit(

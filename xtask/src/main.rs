@@ -23,6 +23,8 @@ commands:
   test             cargo fmt --check, clippy -D warnings, all tests (nextest when present)
   serve [-- ARGS]  build and run the etcd server (defaults: 127.0.0.1:2379, data in default.etcd)
   deny             cargo deny check (installs cargo-deny if missing)
+  sim --seeds N [--seed S] [--steps N]
+                   the raft simulation over N seeds from S (default 0), in release mode
 ";
 
 fn main() -> ExitCode {
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
         "test" => test(rest),
         "serve" => serve(rest),
         "deny" => deny(),
+        "sim" => sim(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())
@@ -204,4 +207,45 @@ fn deny() -> Result<(), String> {
         return Err("cargo deny check advisories failed".into());
     }
     Ok(())
+}
+
+/// `cargo xtask sim --seeds N [--seed S] [--steps N]`: runs etcd-raft's deterministic
+/// simulation (its `sim` example) in release mode over seeds `S..S+N`, `--steps`
+/// steps each (default 2500). The example prints progress, and on a failure the seed
+/// with the command that replays it.
+fn sim(args: &[String]) -> Result<(), String> {
+    let usage = "usage: cargo xtask sim --seeds N [--seed S] [--steps N]";
+    let mut seeds = None;
+    let mut seed = 0u64;
+    let mut steps = 2500u64;
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it
+            .next()
+            .ok_or_else(|| format!("`{flag}` needs a value\n{usage}"))?;
+        let n: u64 = value
+            .parse()
+            .map_err(|e| format!("`{flag} {value}`: {e}\n{usage}"))?;
+        match flag.as_str() {
+            "--seeds" => seeds = Some(n),
+            "--seed" => seed = n,
+            "--steps" => steps = n,
+            other => return Err(format!("unknown option `{other}`\n{usage}")),
+        }
+    }
+    let seeds = seeds.ok_or_else(|| format!("`--seeds` is required\n{usage}"))?;
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--release",
+        "--package",
+        "etcd-raft",
+        "--example",
+        "sim",
+    ]);
+    cmd.env("RAFT_SIM_SEEDS", seeds.to_string())
+        .env("RAFT_SIM_SEED", seed.to_string())
+        .env("RAFT_SIM_STEPS", steps.to_string());
+    eprintln!("xtask: RAFT_SIM_SEEDS={seeds} RAFT_SIM_SEED={seed} RAFT_SIM_STEPS={steps}");
+    run(cmd).map_err(|e| format!("{e}: the failing seed and how to replay it are printed above"))
 }

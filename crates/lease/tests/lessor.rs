@@ -511,3 +511,10 @@ fn a_revoked_lease_is_not_checkpointed_or_expired() {
     assert!(m.lessor.due_checkpoints(10).is_empty());
     assert!(m.lessor.expired(10).is_empty());
 }
+
+#[test]
+fn the_lessor_crosses_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Lessor>();
+    send_sync::<ManualClock>();
+}

@@ -25,15 +25,33 @@ const POLL: Duration = Duration::from_millis(1);
 /// it has), and responses queued before a [`WatchStream::cancel`] may still be received
 /// after it.
 pub struct WatchStream {
-    ws: Arc<WatchableStore>,
-    sid: u64,
+    ctl: WatchController,
     rx: mpsc::Receiver<WatchResponse>,
 }
 
 impl std::fmt::Debug for WatchStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WatchStream")
-            .field("id", &self.sid)
+            .field("id", &self.ctl.sid)
+            .finish()
+    }
+}
+
+/// A cloneable handle that creates and cancels watchers of one [`WatchStream`] (and asks
+/// for its progress) from another task or thread while the stream itself is receiving:
+/// one task can own the stream and `recv().await` while another handles the client's
+/// requests. After the stream is dropped, [`WatchController::watch`] fails with
+/// [`WatchError::Closed`] and the rest do nothing.
+#[derive(Clone)]
+pub struct WatchController {
+    ws: Arc<WatchableStore>,
+    sid: u64,
+}
+
+impl std::fmt::Debug for WatchController {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WatchController")
+            .field("stream", &self.sid)
             .finish()
     }
 }
@@ -58,9 +76,73 @@ impl WatchStream {
             let sid = inner.next_stream;
             inner.add_stream(tx, interval + jitter(interval, sid), Instant::now())
         };
-        WatchStream { ws, sid, rx }
+        WatchStream {
+            ctl: WatchController { ws, sid },
+            rx,
+        }
     }
 
+    /// Creates a watcher; see [`WatchController::watch`].
+    pub fn watch(&self, req: WatchRequest) -> Result<i64, WatchError> {
+        self.ctl.watch(req)
+    }
+
+    /// Cancels watch `id`; see [`WatchController::cancel`].
+    pub fn cancel(&self, id: i64) -> bool {
+        self.ctl.cancel(id)
+    }
+
+    /// Asks for a stream-wide progress response; see [`WatchController::request_progress`].
+    pub fn request_progress(&self) {
+        self.ctl.request_progress()
+    }
+
+    /// A handle to manage this stream's watchers from elsewhere while it receives.
+    pub fn controller(&self) -> WatchController {
+        self.ctl.clone()
+    }
+
+    /// The store's current revision (for response headers).
+    pub fn rev(&self) -> i64 {
+        self.ctl.ws.rev()
+    }
+
+    /// The watch ids of this stream's watchers, sorted.
+    pub fn watch_ids(&self) -> Vec<i64> {
+        self.ctl.watch_ids()
+    }
+
+    /// The next response; `None` once the watchable store is closed and the queue is read.
+    pub async fn recv(&mut self) -> Option<WatchResponse> {
+        self.rx.recv().await
+    }
+
+    /// The next response if one is queued.
+    pub fn try_recv(&mut self) -> Option<WatchResponse> {
+        self.rx.try_recv().ok()
+    }
+
+    /// The next response, blocking the thread (not for use inside an async runtime: that
+    /// panics, as tokio's `blocking_recv` does).
+    pub fn blocking_recv(&mut self) -> Option<WatchResponse> {
+        self.rx.blocking_recv()
+    }
+
+    /// The next response, waiting at most `timeout` (polls; meant for tests and tools).
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Option<WatchResponse> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.rx.try_recv() {
+                Ok(r) => return Some(r),
+                Err(TryRecvError::Disconnected) => return None,
+                Err(TryRecvError::Empty) if Instant::now() >= deadline => return None,
+                Err(TryRecvError::Empty) => std::thread::sleep(POLL),
+            }
+        }
+    }
+}
+
+impl WatchController {
     /// Creates a watcher; returns its watch id. Errors: [`WatchError::DuplicateId`],
     /// [`WatchError::EmptyRange`], [`WatchError::NegativeStartRevision`],
     /// [`WatchError::Closed`]. A start revision at or below the compacted revision is not
@@ -105,41 +187,7 @@ impl WatchStream {
         }
     }
 
-    /// The next response; `None` once the watchable store is closed and the queue is read.
-    pub async fn recv(&mut self) -> Option<WatchResponse> {
-        self.rx.recv().await
-    }
-
-    /// The next response if one is queued.
-    pub fn try_recv(&mut self) -> Option<WatchResponse> {
-        self.rx.try_recv().ok()
-    }
-
-    /// The next response, blocking the thread (not for use inside an async runtime: that
-    /// panics, as tokio's `blocking_recv` does).
-    pub fn blocking_recv(&mut self) -> Option<WatchResponse> {
-        self.rx.blocking_recv()
-    }
-
-    /// The next response, waiting at most `timeout` (polls; meant for tests and tools).
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Option<WatchResponse> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.rx.try_recv() {
-                Ok(r) => return Some(r),
-                Err(TryRecvError::Disconnected) => return None,
-                Err(TryRecvError::Empty) if Instant::now() >= deadline => return None,
-                Err(TryRecvError::Empty) => std::thread::sleep(POLL),
-            }
-        }
-    }
-
-    /// The store's current revision (for response headers).
-    pub fn rev(&self) -> i64 {
-        self.ws.rev()
-    }
-
-    /// The watch ids of this stream's watchers, sorted.
+    /// The watch ids of the stream's watchers, sorted.
     pub fn watch_ids(&self) -> Vec<i64> {
         let inner = self.ws.shared.inner.lock();
         let mut ids: Vec<i64> = inner
@@ -154,6 +202,6 @@ impl WatchStream {
 
 impl Drop for WatchStream {
     fn drop(&mut self) {
-        self.ws.shared.inner.lock().remove_stream(self.sid);
+        self.ctl.ws.shared.inner.lock().remove_stream(self.ctl.sid);
     }
 }

@@ -582,3 +582,62 @@ fn async_recv_works_in_a_runtime() {
     });
     assert_eq!(resp.unwrap().revision, 2);
 }
+
+#[test]
+fn the_public_types_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<WatchableStore>();
+    send_sync::<etcd_watch::WatchController>();
+    send::<WatchStream>();
+}
+
+#[test]
+fn a_controller_manages_watchers_while_another_task_receives() {
+    let e = env(WatchOptions::default());
+    let mut s = e.ws.watch_stream();
+    let ctl = s.controller();
+    let store = e.store.clone();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    let got = rt.block_on(async move {
+        let receiver = tokio::spawn(async move {
+            let mut out = Vec::new();
+            while out.len() < 2 {
+                match tokio::time::timeout(WAIT, s.recv()).await {
+                    Ok(Some(r)) => out.push(r),
+                    _ => break,
+                }
+            }
+            out
+        });
+        let a = ctl.watch(key("a")).unwrap();
+        store.put(b"a", b"1", 0).unwrap();
+        assert!(ctl.cancel(a));
+        let b = ctl.watch(key("b")).unwrap();
+        assert_eq!(ctl.watch_ids(), vec![b]);
+        store.put(b"a", b"2", 0).unwrap();
+        store.put(b"b", b"3", 0).unwrap();
+        let got = receiver.await.unwrap();
+        assert!(ctl.watch_ids().is_empty(), "the receiver dropped the stream");
+        got.into_iter()
+            .map(|r| (r.watch_id, r.revision))
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(got, vec![(0, 2), (1, 4)]);
+}
+
+#[test]
+fn a_controller_of_a_dropped_stream_is_inert() {
+    let e = env(WatchOptions::default());
+    let s = e.ws.watch_stream();
+    let ctl = s.controller();
+    drop(s);
+    assert_eq!(ctl.watch(key("a")).unwrap_err(), WatchError::Closed);
+    assert!(!ctl.cancel(0));
+    ctl.request_progress();
+    assert_eq!(e.ws.stats(), Default::default());
+}

@@ -173,6 +173,44 @@ impl std::fmt::Display for EtcdError {
 
 impl std::error::Error for EtcdError {}
 
+/// Any failure of a request inside the server: one of etcd's client-visible errors, or
+/// an internal failure (disk, backend) that reaches the client as `Unknown` with its
+/// text, as etcd does for errors without a table entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServerError {
+    /// An error from the table.
+    #[error("{0}")]
+    Etcd(EtcdError),
+    /// Anything else.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<EtcdError> for ServerError {
+    fn from(err: EtcdError) -> Self {
+        ServerError::Etcd(err)
+    }
+}
+
+impl From<etcd_mvcc::Error> for ServerError {
+    fn from(err: etcd_mvcc::Error) -> Self {
+        match err {
+            etcd_mvcc::Error::Compacted => ServerError::Etcd(EtcdError::Compacted),
+            etcd_mvcc::Error::FutureRev => ServerError::Etcd(EtcdError::FutureRev),
+            other => ServerError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<ServerError> for Status {
+    fn from(err: ServerError) -> Self {
+        match err {
+            ServerError::Etcd(e) => e.into(),
+            ServerError::Internal(text) => Status::new(Code::Unknown, text),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +224,23 @@ mod tests {
             assert!(seen.insert(err.message()), "duplicate message {err:?}");
         }
         assert_eq!(EtcdError::ALL.len(), 61);
+    }
+
+    #[test]
+    fn mvcc_errors_become_etcds_strings() {
+        let s = Status::from(ServerError::from(etcd_mvcc::Error::Compacted));
+        assert_eq!(s.code(), Code::OutOfRange);
+        assert_eq!(
+            s.message(),
+            "etcdserver: mvcc: required revision has been compacted"
+        );
+        let s = Status::from(ServerError::from(etcd_mvcc::Error::FutureRev));
+        assert_eq!(
+            s.message(),
+            "etcdserver: mvcc: required revision is a future revision"
+        );
+        let s = Status::from(ServerError::Internal("disk on fire".into()));
+        assert_eq!((s.code(), s.message()), (Code::Unknown, "disk on fire"));
     }
 
     #[test]

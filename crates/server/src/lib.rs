@@ -11,7 +11,18 @@
 //! [`errors`] (the table of etcd's gRPC codes and error strings), [`ids`] (member and
 //! cluster ids as etcd derives them), [`logging`] (JSON or text `tracing` output).
 
+pub mod apply;
 pub mod config;
 pub mod errors;
+pub mod grpc;
 pub mod ids;
+pub mod kv;
+mod lease_watch;
 pub mod logging;
+pub mod membership;
+pub mod node;
+pub mod server;
+pub mod storage;
+pub mod wait;
+
+pub use server::{EtcdServer, Shared};

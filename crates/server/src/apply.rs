@@ -1,0 +1,373 @@
+//! The applier: committed entries applied in raft order to the multi-version store, on
+//! its own thread.
+//!
+//! A run of committed entries is applied in bounded chunks; each chunk is one backend
+//! batch that also records the consistent index (the last entry's index and term), so
+//! the backend never holds a change without the index that covers it, and a restart
+//! replays exactly the entries after it (entries at or below it are skipped here). Only
+//! after the batch commits are the waiting clients woken with their results and the
+//! applied index published (linearizable reads wait on it). Every `--snapshot-count`
+//! applied entries the applier syncs the backend and asks the node loop for a raft
+//! snapshot.
+//!
+//! Invariants: the same entries produce the same state on every member (the applier
+//! reads no clock and no local state besides the store and the lessor); an entry that
+//! does not decode is skipped with an error log, never a panic; a backend failure
+//! stops the member.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use crossbeam_channel::Receiver;
+use etcd_mvcc::{Batch, CompactionHandle, ConsistentIndex};
+use etcd_proto::etcdserverpb::{
+    CompactionResponse, DeleteRangeResponse, InternalRaftRequest, LeaseGrantResponse,
+    LeaseRevokeResponse, PutResponse, TxnResponse,
+};
+use etcd_proto::prost::Message as _;
+use etcd_proto::raftpb::{ConfChangeType, ConfState, Entry, EntryType, Snapshot};
+use etcd_raft::decode_conf_change;
+
+use crate::errors::ServerError;
+use crate::kv;
+use crate::membership::Member;
+use crate::node::{ApplyMsg, NodeInput};
+use crate::server::Shared;
+use crate::storage::snapshot_index;
+
+/// Most entries applied in one backend batch (values are held in memory until commit).
+const MAX_ENTRIES_PER_BATCH: usize = 2048;
+/// An apply batch slower than this is worth a warning.
+const SLOW_APPLY: Duration = Duration::from_millis(100);
+
+/// The result of applying one request, handed to its waiter.
+#[derive(Debug)]
+pub enum ApplyResponse {
+    /// A Put.
+    Put(PutResponse),
+    /// A DeleteRange.
+    DeleteRange(DeleteRangeResponse),
+    /// A Txn.
+    Txn(TxnResponse),
+    /// A Compact, with the physical compaction's handle.
+    Compaction(CompactionResponse, Option<CompactionHandle>),
+    /// A LeaseGrant.
+    LeaseGrant(LeaseGrantResponse),
+    /// A LeaseRevoke.
+    LeaseRevoke(LeaseRevokeResponse),
+    /// Anything without a response body.
+    Empty,
+}
+
+/// What a waiter receives.
+pub type ApplyResult = Result<ApplyResponse, ServerError>;
+
+/// A member carried in a conf change's context (etcd's JSON), if it is `id`'s.
+pub fn member_from_context(context: &[u8], id: u64) -> Option<Member> {
+    if context.is_empty() {
+        return None;
+    }
+    serde_json::from_slice::<Member>(context)
+        .ok()
+        .filter(|m| m.id == id)
+}
+
+/// The applier's state.
+pub struct Applier {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) rx: Receiver<ApplyMsg>,
+    pub(crate) applied_index: u64,
+    pub(crate) snapshot_index: u64,
+    pub(crate) conf_state: ConfState,
+    pub(crate) initial_members: Vec<Member>,
+}
+
+impl Applier {
+    /// Applies until the node loop hangs up; returns a fatal error.
+    pub fn run(mut self) -> Result<(), String> {
+        while let Ok(msg) = self.rx.recv() {
+            match msg {
+                ApplyMsg::Entries {
+                    entries,
+                    conf_state,
+                } => {
+                    self.apply_entries(&entries)?;
+                    if let Some(cs) = conf_state {
+                        self.conf_state = cs;
+                    }
+                    self.maybe_snapshot()?;
+                }
+                ApplyMsg::Snapshot { snapshot, backend } => self.install(snapshot, backend)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_entries(&mut self, entries: &[Entry]) -> Result<(), String> {
+        let fresh: Vec<&Entry> = entries
+            .iter()
+            .filter(|e| e.index > self.applied_index)
+            .collect();
+        for chunk in fresh.chunks(MAX_ENTRIES_PER_BATCH) {
+            let started = Instant::now();
+            let store = self.shared.store();
+            let mut batch = store.batch().map_err(|e| format!("backend: {e}"))?;
+            let mut results: Vec<(u64, ApplyResult)> = Vec::new();
+            for e in chunk {
+                self.apply_entry(&mut batch, e, &mut results)?;
+            }
+            let Some(last) = chunk.last() else {
+                continue;
+            };
+            batch.set_consistent_index(ConsistentIndex {
+                index: last.index,
+                term: last.term,
+            });
+            batch
+                .commit()
+                .map_err(|e| format!("failed to commit an apply batch: {e}"))?;
+            self.applied_index = last.index;
+            self.shared.set_applied(last.index);
+            for (id, result) in results {
+                self.shared.wait.trigger(id, result);
+            }
+            let took = started.elapsed();
+            if took > SLOW_APPLY {
+                tracing::warn!(took = ?took, expected = ?SLOW_APPLY, entries = chunk.len(),
+                    "apply request took too long");
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_entry(
+        &mut self,
+        batch: &mut Batch<'_>,
+        e: &Entry,
+        results: &mut Vec<(u64, ApplyResult)>,
+    ) -> Result<(), String> {
+        match EntryType::try_from(e.r#type) {
+            Ok(EntryType::EntryNormal) => {
+                if e.data.is_empty() {
+                    // A new leader's empty entry.
+                    return Ok(());
+                }
+                let req = match InternalRaftRequest::decode(e.data.clone()) {
+                    Ok(r) => r,
+                    Err(err) => {
+                        tracing::error!(index = e.index, %err, "a committed entry does not decode; skipped");
+                        return Ok(());
+                    }
+                };
+                let id = req.header.as_ref().map_or(req.id, |h| h.id);
+                let result = self.apply_request(batch, req)?;
+                if id != 0 {
+                    results.push((id, result));
+                }
+            }
+            Ok(EntryType::EntryConfChange) | Ok(EntryType::EntryConfChangeV2) => {
+                self.apply_conf_change(batch, e)?;
+            }
+            Err(_) => {
+                tracing::error!(
+                    index = e.index,
+                    r#type = e.r#type,
+                    "unknown entry type; skipped"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies one request. `Err` is fatal (backend failure); a request that fails is an
+    /// `Ok(Err(..))` for its client.
+    fn apply_request(
+        &mut self,
+        batch: &mut Batch<'_>,
+        req: InternalRaftRequest,
+    ) -> Result<ApplyResult, String> {
+        let lease_exists = |id: i64| self.shared.lease_exists(id);
+        let result = if let Some(put) = req.put {
+            let mut txn = batch.txn();
+            let r = kv::apply_put(&mut txn, &put, &lease_exists);
+            let done = txn.end();
+            self.shared.on_events(&done.events);
+            r.map(|mut resp| {
+                resp.header = Some(kv::header(done.revision));
+                ApplyResponse::Put(resp)
+            })
+        } else if let Some(del) = req.delete_range {
+            let mut txn = batch.txn();
+            let r = kv::apply_delete(&mut txn, &del);
+            let done = txn.end();
+            self.shared.on_events(&done.events);
+            r.map(|mut resp| {
+                resp.header = Some(kv::header(done.revision));
+                ApplyResponse::DeleteRange(resp)
+            })
+        } else if let Some(t) = req.txn {
+            let mut txn = batch.txn();
+            let r = kv::apply_txn(&mut txn, &t, &lease_exists);
+            let done = txn.end();
+            self.shared.on_events(&done.events);
+            r.map(|mut resp| {
+                resp.header = Some(kv::header(done.revision));
+                ApplyResponse::Txn(resp)
+            })
+        } else if let Some(c) = req.compaction {
+            match batch.compact(c.revision) {
+                Ok(handle) => Ok(ApplyResponse::Compaction(
+                    CompactionResponse {
+                        header: Some(kv::header(batch.revision())),
+                    },
+                    c.physical.then_some(handle),
+                )),
+                Err(err) => Err(ServerError::from(err)),
+            }
+        } else if let Some(g) = req.lease_grant {
+            self.shared
+                .lease_grant(batch, g.id, g.ttl)
+                .map(ApplyResponse::LeaseGrant)
+        } else if let Some(r) = req.lease_revoke {
+            let res = self.shared.lease_revoke(batch, r.id);
+            res.map(|rev| {
+                ApplyResponse::LeaseRevoke(LeaseRevokeResponse {
+                    header: Some(kv::header(rev)),
+                })
+            })
+        } else if let Some(cp) = req.lease_checkpoint {
+            for c in cp.checkpoints {
+                self.shared.lease_checkpoint(batch, c.id, c.remaining_ttl);
+            }
+            Ok(ApplyResponse::Empty)
+        } else if let Some(attr) = req.cluster_member_attr_set {
+            let (name, urls) = attr
+                .member_attributes
+                .map(|a| (a.name, a.client_urls))
+                .unwrap_or_default();
+            self.shared
+                .cluster
+                .set_attributes(batch, attr.member_id, name, urls)
+                .map_err(|e| format!("backend: {e}"))?;
+            Ok(ApplyResponse::Empty)
+        } else {
+            Ok(ApplyResponse::Empty)
+        };
+        // A backend failure inside a request is fatal for the member, not the client's.
+        match result {
+            Err(ServerError::Internal(text)) => Err(format!("apply failed: {text}")),
+            other => Ok(other),
+        }
+    }
+
+    fn apply_conf_change(&mut self, batch: &mut Batch<'_>, e: &Entry) -> Result<(), String> {
+        let cc = match decode_conf_change(e) {
+            Ok(Some(cc)) => cc,
+            Ok(None) => return Ok(()),
+            Err(err) => {
+                tracing::error!(index = e.index, %err, "a committed conf change does not decode; skipped");
+                return Ok(());
+            }
+        };
+        for change in &cc.changes {
+            let id = change.node_id;
+            let res = match ConfChangeType::try_from(change.r#type) {
+                Ok(ConfChangeType::ConfChangeRemoveNode) => self.shared.cluster.remove(batch, id),
+                Ok(t) => {
+                    let member = member_from_context(&cc.context, id)
+                        .or_else(|| self.initial_members.iter().find(|m| m.id == id).cloned())
+                        .or_else(|| self.shared.cluster.member(id));
+                    match member {
+                        Some(mut m) => {
+                            m.is_learner = t == ConfChangeType::ConfChangeAddLearnerNode;
+                            if let Some(known) = self.shared.cluster.member(id) {
+                                // Keep published attributes.
+                                if m.name.is_empty() {
+                                    m.name = known.name;
+                                }
+                                if m.client_urls.is_empty() {
+                                    m.client_urls = known.client_urls;
+                                }
+                            }
+                            self.shared.cluster.add(batch, m)
+                        }
+                        None => {
+                            tracing::warn!(member = %format!("{id:x}"), "conf change for a member without attributes");
+                            Ok(())
+                        }
+                    }
+                }
+                Err(_) => Ok(()),
+            };
+            res.map_err(|e| format!("backend: {e}"))?;
+        }
+        Ok(())
+    }
+
+    fn maybe_snapshot(&mut self) -> Result<(), String> {
+        let count = self.shared.cfg.snapshot_count.max(1);
+        if self.applied_index < self.snapshot_index + count {
+            return Ok(());
+        }
+        // The raft WAL may drop entries up to the snapshot only once the backend that
+        // holds them is durable.
+        self.shared
+            .store()
+            .sync()
+            .map_err(|e| format!("backend sync: {e}"))?;
+        let members = self.shared.cluster.members();
+        let data = serde_json::to_vec(&members).unwrap_or_default();
+        let _ = self.shared.node_tx.send(NodeInput::Snapshot {
+            index: self.applied_index,
+            conf_state: self.conf_state.clone(),
+            data: Bytes::from(data),
+        });
+        self.snapshot_index = self.applied_index;
+        Ok(())
+    }
+
+    /// Installs the backend that came with a snapshot from the leader.
+    fn install(
+        &mut self,
+        snap: Snapshot,
+        backend: Option<std::path::PathBuf>,
+    ) -> Result<(), String> {
+        let index = snapshot_index(&snap);
+        if index <= self.applied_index {
+            if let Some(dir) = backend {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            return Ok(());
+        }
+        let Some(dir) = backend else {
+            return Err(format!(
+                "snapshot {index} arrived without its backend; cannot catch up"
+            ));
+        };
+        let store = self.shared.store();
+        store
+            .restore_from(&dir)
+            .map_err(|e| format!("cannot install the backend of snapshot {index}: {e}"))?;
+        let _ = std::fs::remove_dir_all(&dir);
+        self.shared
+            .cluster
+            .recover(&store)
+            .map_err(|e| format!("backend: {e}"))?;
+        self.shared.after_restore(&store);
+        let ci = store.consistent_index().index;
+        self.applied_index = ci.max(index);
+        self.snapshot_index = index;
+        if let Some(cs) = snap.metadata.and_then(|m| m.conf_state) {
+            self.conf_state = cs;
+        }
+        self.shared.set_applied(self.applied_index);
+        self.shared.on_members_changed();
+        tracing::info!(
+            index,
+            consistent_index = ci,
+            "installed the backend of a snapshot"
+        );
+        Ok(())
+    }
+}

@@ -19,7 +19,7 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [args]
 
 commands:
-  setup            install build prerequisites (libclang) if missing
+  setup            install build prerequisites (libclang, protoc) if missing
   test             cargo fmt --check, clippy -D warnings, all tests (nextest when present)
   serve [-- ARGS]  build and run the etcd server (defaults: 127.0.0.1:2379, data in default.etcd)
   deny             cargo deny check (installs cargo-deny if missing)

@@ -1,5 +1,7 @@
-//! Build prerequisites that cargo cannot fetch: libclang for RocksDB's bindgen step
-//! (and a C++ compiler, which every machine of ours has).
+//! Build prerequisites that cargo cannot fetch: libclang for RocksDB's bindgen step (and
+//! a C++ compiler, which every machine of ours has), and `protoc` for the third-party
+//! `etcd-client` crate the server's integration tests talk through (our own crates
+//! generate their code without it).
 //!
 //! On a fresh Debian machine running as root, the missing package is installed with
 //! apt-get; otherwise the exact command is printed and the task stops, so nothing is
@@ -18,34 +20,65 @@ const LIBCLANG_DIRS: &[&str] = &[
     "/usr/local/lib",
 ];
 
-/// The Debian packages the build needs.
-const APT_PACKAGES: &[&str] = &["libclang-dev", "clang"];
+/// A prerequisite: what needs it, how to tell it is there, which Debian packages bring it.
+struct Prerequisite {
+    what: &'static str,
+    needed_by: &'static str,
+    present: fn() -> bool,
+    packages: &'static [&'static str],
+}
 
-/// Makes sure libclang is available, installing it when we may.
+const PREREQUISITES: &[Prerequisite] = &[
+    Prerequisite {
+        what: "libclang",
+        needed_by: "RocksDB's Rust binding",
+        present: libclang_present,
+        packages: &["libclang-dev", "clang"],
+    },
+    Prerequisite {
+        what: "protoc",
+        needed_by: "the etcd-client crate (used by the integration tests)",
+        present: protoc_present,
+        packages: &["protobuf-compiler"],
+    },
+];
+
+/// Makes sure every prerequisite is available, installing it when we may.
 pub fn ensure_build_prerequisites() -> Result<(), String> {
-    if libclang_present() {
-        return Ok(());
-    }
-    let install = format!(
-        "apt-get update && apt-get install -y {}",
-        APT_PACKAGES.join(" ")
-    );
-    if !is_root() || !Path::new("/usr/bin/apt-get").exists() {
-        return Err(format!(
-            "RocksDB's Rust binding needs libclang at build time and it is not installed.\n\
-             Install it, then run the command again:\n    sudo sh -c '{install}'"
-        ));
-    }
-    eprintln!("xtask: libclang is missing; installing it: {install}");
-    let status = Command::new("sh")
-        .args(["-c", &install])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .map_err(|e| format!("could not run apt-get: {e}"))?;
-    if !status.success() || !libclang_present() {
-        return Err(format!("`{install}` did not provide libclang ({status})"));
+    for p in PREREQUISITES {
+        if (p.present)() {
+            continue;
+        }
+        let install = format!(
+            "apt-get update && apt-get install -y {}",
+            p.packages.join(" ")
+        );
+        if !is_root() || !Path::new("/usr/bin/apt-get").exists() {
+            return Err(format!(
+                "{} needs {} at build time and it is not installed.\n\
+                 Install it, then run the command again:\n    sudo sh -c '{install}'",
+                p.needed_by, p.what
+            ));
+        }
+        eprintln!("xtask: {} is missing; installing it: {install}", p.what);
+        let status = Command::new("sh")
+            .args(["-c", &install])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .map_err(|e| format!("could not run apt-get: {e}"))?;
+        if !status.success() || !(p.present)() {
+            return Err(format!("`{install}` did not provide {} ({status})", p.what));
+        }
     }
     Ok(())
+}
+
+fn protoc_present() -> bool {
+    let protoc = env::var("PROTOC").unwrap_or_else(|_| "protoc".to_string());
+    Command::new(protoc)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 fn libclang_present() -> bool {

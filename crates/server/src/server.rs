@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use crossbeam_channel::Sender;
+use etcd_lease::{Lessor, LessorConfig, SystemClock};
 use etcd_mvcc::{Batch, Event, Store};
 use etcd_proto::etcdserverpb::{
     InternalRaftRequest, LeaseGrantResponse, RequestHeader, ResponseHeader,
@@ -21,6 +22,7 @@ use etcd_proto::etcdserverpb::{
 use etcd_proto::prost::Message as _;
 use etcd_proto::raftpb::Message;
 use etcd_transport::{HandlerError, Raft, StagedSnapshot, Transport, TransportConfig};
+use etcd_watch::{WatchOptions, WatchableStore};
 use parking_lot::Mutex;
 use tokio::sync::{oneshot, watch, Notify};
 
@@ -50,6 +52,8 @@ pub struct Shared {
     /// The members.
     pub cluster: Arc<Cluster>,
     store: Arc<Store>,
+    lessor: Arc<Lessor>,
+    watchable: Arc<WatchableStore>,
     /// Waiters for proposals, by request id.
     pub wait: Wait<ApplyResult>,
     /// Request and lease ids.
@@ -73,6 +77,16 @@ impl Shared {
     /// The backend store.
     pub fn store(&self) -> Arc<Store> {
         self.store.clone()
+    }
+
+    /// The lessor.
+    pub fn lessor(&self) -> Arc<Lessor> {
+        self.lessor.clone()
+    }
+
+    /// The watchable store.
+    pub fn watchable(&self) -> Arc<WatchableStore> {
+        self.watchable.clone()
     }
 
     /// The cluster id.
@@ -118,6 +132,12 @@ impl Shared {
     /// A fatal error that stopped the member, if any.
     pub fn fatal_error(&self) -> Option<String> {
         self.fatal.lock().clone()
+    }
+
+    /// Completes when the member stops.
+    pub async fn stopped(&self) {
+        let mut rx = self.stopping.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
     }
 
     /// A receiver that turns true when the member stops.
@@ -241,11 +261,10 @@ impl Shared {
 
     /// The read loop: one ReadIndex round per batch of waiting readers.
     async fn read_loop(self: Arc<Self>) {
-        let mut stopping = self.stopping.subscribe();
         loop {
             tokio::select! {
                 () = self.read_notify.notified() => {}
-                _ = stopping.wait_for(|s| *s) => return,
+                () = self.stopped() => return,
             }
             let waiters: Vec<_> = std::mem::take(&mut *self.read_waiters.lock());
             if waiters.is_empty() {
@@ -307,39 +326,67 @@ impl Shared {
         Ok(())
     }
 
-    // --- Leases (filled in by the lessor integration) ---
+    // --- Hooks of the applier and the node loop into the lessor ---
 
     /// Whether a lease exists.
-    pub(crate) fn lease_exists(&self, _id: i64) -> bool {
-        false
+    pub(crate) fn lease_exists(&self, id: i64) -> bool {
+        self.lessor.lookup(id).is_some()
     }
 
     pub(crate) fn lease_grant(
         &self,
-        _batch: &mut Batch<'_>,
-        _id: i64,
-        _ttl: i64,
+        batch: &mut Batch<'_>,
+        id: i64,
+        ttl: i64,
     ) -> Result<LeaseGrantResponse, ServerError> {
-        Err(EtcdError::NotCapable.into())
+        let info = self
+            .lessor
+            .grant(batch, id, ttl)
+            .map_err(crate::lease_watch::lease_error)?;
+        Ok(LeaseGrantResponse {
+            header: Some(crate::kv::header(batch.revision())),
+            id: info.id,
+            ttl: info.ttl,
+            error: String::new(),
+        })
     }
 
-    pub(crate) fn lease_revoke(
-        &self,
-        _batch: &mut Batch<'_>,
-        _id: i64,
-    ) -> Result<i64, ServerError> {
-        Err(EtcdError::NotCapable.into())
+    /// Revokes a lease; returns the revision after its keys were deleted.
+    pub(crate) fn lease_revoke(&self, batch: &mut Batch<'_>, id: i64) -> Result<i64, ServerError> {
+        let done = self
+            .lessor
+            .revoke(batch, id)
+            .map_err(crate::lease_watch::lease_error)?;
+        self.on_events(&done.events);
+        Ok(done.revision.max(batch.revision()))
     }
 
-    pub(crate) fn lease_checkpoint(&self, _batch: &mut Batch<'_>, _id: i64, _remaining: i64) {}
+    pub(crate) fn lease_checkpoint(&self, batch: &mut Batch<'_>, id: i64, remaining: i64) {
+        if let Err(err) = self.lessor.checkpoint(batch, id, remaining) {
+            tracing::debug!(lease_id = id, %err, "lease checkpoint not applied");
+        }
+    }
 
-    pub(crate) fn on_events(&self, _events: &[Event]) {}
+    pub(crate) fn on_events(&self, events: &[Event]) {
+        self.lessor.apply_events(events);
+    }
 
-    pub(crate) fn after_restore(&self, _store: &Store) {}
+    pub(crate) fn after_restore(&self, store: &Store) {
+        if let Err(err) = self.lessor.recover(store) {
+            tracing::error!(%err, "cannot reload leases after installing a snapshot");
+        }
+    }
 
     pub(crate) fn on_members_changed(&self) {}
 
-    fn on_leadership(&self, _is_leader: bool) {}
+    fn on_leadership(&self, is_leader: bool) {
+        if is_leader {
+            self.lessor
+                .promote(Duration::from_millis(self.cfg.election_timeout_ms));
+        } else {
+            self.lessor.demote();
+        }
+    }
 }
 
 /// Delivers peer traffic to the node loop.
@@ -437,10 +484,24 @@ impl EtcdServer {
             .consistent_index()
             .index
             .max(started.snapshot_index);
+        let lessor_cfg = LessorConfig {
+            min_ttl: LessorConfig::min_ttl_for(
+                cfg.election_ticks() as u64,
+                Duration::from_millis(cfg.heartbeat_interval_ms),
+            ),
+            ..LessorConfig::default()
+        };
+        let lessor = Arc::new(Lessor::new(lessor_cfg, Arc::new(SystemClock)));
+        lessor
+            .recover(&started.store)
+            .map_err(|e| StartError::Config(format!("cannot load leases: {e}")))?;
+        let watchable = WatchableStore::new(started.store.clone(), WatchOptions::default());
         let shared = Arc::new(Shared {
             member_id,
             cluster: started.cluster.clone(),
             store: started.store.clone(),
+            lessor,
+            watchable,
             wait: Wait::default(),
             ids: IdGenerator::new(member_id),
             node_tx: node_tx.clone(),
@@ -527,6 +588,7 @@ impl EtcdServer {
                 })?;
         tokio::spawn(shared.clone().read_loop());
         tokio::spawn(publish(shared.clone()));
+        tokio::spawn(crate::lease_watch::lease_loop(shared.clone()));
         tracing::info!(local_member_id = %format!("{member_id:x}"), cluster_id = %format!("{:x}", started.cluster_id),
             %peer_addr, "member started");
         Ok(EtcdServer {
@@ -563,6 +625,7 @@ impl EtcdServer {
             }
         })
         .await;
+        self.shared.watchable.close();
         self.transport.stop().await;
     }
 }
@@ -571,7 +634,6 @@ impl EtcdServer {
 /// retrying until it succeeds or the member stops.
 async fn publish(shared: Arc<Shared>) {
     use etcd_proto::membershippb::{Attributes, ClusterMemberAttrSetRequest};
-    let mut stopping = shared.stopping();
     let attributes = Attributes {
         name: shared.cfg.name.clone(),
         client_urls: shared
@@ -601,11 +663,11 @@ async fn publish(shared: Arc<Shared>) {
                     return;
                 }
             }
-            _ = stopping.wait_for(|s| *s) => return,
+            () = shared.stopped() => return,
         }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(500)) => {}
-            _ = stopping.wait_for(|s| *s) => return,
+            () = shared.stopped() => return,
         }
     }
 }

@@ -78,20 +78,25 @@ impl Unstable {
     }
 
     /// Appends `ents`, first truncating whatever they overwrite.
-    pub(crate) fn truncate_and_append(&mut self, ents: Vec<Entry>) {
+    #[cfg(test)]
+    pub(crate) fn truncate_and_append(&mut self, mut ents: Vec<Entry>) {
+        self.truncate_and_append_from(&mut ents);
+    }
+
+    /// Like [`Unstable::truncate_and_append`], moving the entries out of `ents`
+    /// (which keeps its capacity, for reuse).
+    pub(crate) fn truncate_and_append_from(&mut self, ents: &mut Vec<Entry>) {
         let Some(after) = ents.first().map(|e| e.index) else {
             return;
         };
         let end = self.offset + self.entries.len() as u64;
-        if after == end {
-            self.entries.extend(ents);
-        } else if after <= self.offset {
+        if after <= self.offset {
             self.offset = after;
-            self.entries = ents;
-        } else {
+            self.entries.clear();
+        } else if after < end {
             self.entries.truncate((after - self.offset) as usize);
-            self.entries.extend(ents);
         }
+        self.entries.append(ents);
     }
 
     /// Entries in `[lo, hi)`, which must lie within the unstable entries.

@@ -159,7 +159,13 @@ impl<S: Storage> RaftLog<S> {
         }
     }
 
-    pub(crate) fn append(&mut self, ents: Vec<Entry>) -> u64 {
+    pub(crate) fn append(&mut self, mut ents: Vec<Entry>) -> u64 {
+        self.append_from(&mut ents)
+    }
+
+    /// Appends the entries of `ents` (which is left empty, keeping its capacity);
+    /// returns the new last index.
+    pub(crate) fn append_from(&mut self, ents: &mut Vec<Entry>) -> u64 {
         if let Some(first) = ents.first() {
             assert!(
                 first.index > self.committed,
@@ -174,7 +180,7 @@ impl<S: Storage> RaftLog<S> {
                 self.last_index()
             );
             self.changed_from = self.changed_from.min(first.index);
-            self.unstable.truncate_and_append(ents);
+            self.unstable.truncate_and_append_from(ents);
         }
         self.last_index()
     }

@@ -220,10 +220,11 @@ impl<S: Storage> RawNode<S> {
     pub fn propose(&mut self, data: impl Into<Bytes>) -> Result<()> {
         let mut m = local(MessageType::MsgProp);
         m.from = self.raft.id;
-        m.entries = vec![Entry {
+        m.entries = std::mem::take(&mut self.raft.spare_entries);
+        m.entries.push(Entry {
             data: data.into(),
             ..Default::default()
-        }];
+        });
         self.raft.step(m)
     }
 
@@ -231,14 +232,13 @@ impl<S: Storage> RawNode<S> {
     pub fn propose_batch(&mut self, data: impl IntoIterator<Item = Bytes>) -> Result<()> {
         let mut m = local(MessageType::MsgProp);
         m.from = self.raft.id;
-        m.entries = data
-            .into_iter()
-            .map(|d| Entry {
-                data: d,
-                ..Default::default()
-            })
-            .collect();
+        m.entries = std::mem::take(&mut self.raft.spare_entries);
+        m.entries.extend(data.into_iter().map(|d| Entry {
+            data: d,
+            ..Default::default()
+        }));
         if m.entries.is_empty() {
+            self.raft.spare_entries = m.entries;
             return Ok(());
         }
         self.raft.step(m)
@@ -553,6 +553,26 @@ mod tests {
             let rd = n.ready();
             assert!(rd.committed_entries().is_empty());
         }
+    }
+
+    #[test]
+    fn local_proposals_reuse_one_entry_vector() {
+        let (mut n, s) = single_node();
+        n.campaign().unwrap();
+        handle(&mut n, &s);
+        n.propose(&b"a"[..]).unwrap();
+        let ptr = n.raft.spare_entries.as_ptr();
+        assert!(n.raft.spare_entries.capacity() > 0, "kept after appending");
+        handle(&mut n, &s);
+        n.propose(&b"b"[..]).unwrap();
+        assert_eq!(n.raft.spare_entries.as_ptr(), ptr, "the same vector again");
+        n.propose_batch((0..4096).map(|_| Bytes::from_static(b"c")))
+            .unwrap();
+        assert_eq!(
+            n.raft.spare_entries.capacity(),
+            0,
+            "a large one is not kept"
+        );
     }
 
     #[test]

@@ -20,6 +20,9 @@ use crate::util::payload_size;
 /// At most this many read index requests wait at the leader.
 const MAX_PENDING_READS: usize = 16 * 1024;
 
+/// The largest entry vector kept for reuse by the next proposal.
+const MAX_SPARE_ENTRIES: usize = 1024;
+
 fn msg(to: u64, t: MessageType) -> Message {
     let mut m = Message {
         to,
@@ -33,17 +36,22 @@ impl<S: Storage> Raft<S> {
     /// Appends entries proposed at this leader. Returns false if the uncommitted
     /// limit refuses them.
     pub(crate) fn append_entry(&mut self, mut es: Vec<Entry>) -> bool {
+        self.append_entries_from(&mut es)
+    }
+
+    /// Like [`Raft::append_entry`], moving the entries out of `es` (left empty).
+    fn append_entries_from(&mut self, es: &mut Vec<Entry>) -> bool {
         let mut li = self.raft_log.last_index();
         for e in es.iter_mut() {
             li += 1;
             e.term = self.term;
             e.index = li;
         }
-        if !self.increase_uncommitted_size(&es) {
+        if !self.increase_uncommitted_size(es) {
             tracing::warn!(id = self.id, "appending new entries would exceed the uncommitted entry size limit; dropping proposal");
             return false;
         }
-        let li = self.raft_log.append(es);
+        let li = self.raft_log.append_from(es);
         // The leader counts itself: its append is in the same Ready that sends the
         // entries, and nothing it commits is sent out before that Ready is persisted.
         if let Some(pr) = self.trk.progress.get_mut(&self.id) {
@@ -444,7 +452,13 @@ impl<S: Storage> Raft<S> {
                 self.pending_conf_index = last + i as u64 + 1;
             }
         }
-        if !self.append_entry(std::mem::take(&mut m.entries)) {
+        let appended = self.append_entries_from(&mut m.entries);
+        // Keep the emptied vector for the next local proposal (no allocation per
+        // proposal), unless a large batch made it big.
+        if m.entries.capacity() <= MAX_SPARE_ENTRIES && m.entries.is_empty() {
+            self.spare_entries = std::mem::take(&mut m.entries);
+        }
+        if !appended {
             return Err(Error::ProposalDropped);
         }
         self.bcast_append();

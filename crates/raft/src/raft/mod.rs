@@ -99,6 +99,8 @@ pub(crate) struct Raft<S: Storage> {
     rng: StdRng,
     /// Reused buffer of peer ids for broadcasts (no allocation per broadcast).
     scratch_ids: Vec<u64>,
+    /// An emptied entry vector of an earlier proposal, for the next local one.
+    pub(crate) spare_entries: Vec<Entry>,
 }
 
 impl<S: Storage> Raft<S> {
@@ -134,6 +136,7 @@ impl<S: Storage> Raft<S> {
             pending_read_index_messages: Vec::new(),
             rng: StdRng::seed_from_u64(seed),
             scratch_ids: Vec::new(),
+            spare_entries: Vec::new(),
         };
         let last = r.raft_log.last_index();
         let (cfg, prs) = confchange::restore(&r.trk, &cs, last)?;

@@ -111,11 +111,15 @@ pub struct NodeLoop {
     pub(crate) received_backends: HashMap<u64, PathBuf>,
     pub(crate) outgoing: HashMap<u64, PathBuf>,
     pub(crate) outgoing_seq: u64,
+    /// The runtime the transport runs on (adding a peer starts its tasks there).
+    pub(crate) runtime: tokio::runtime::Handle,
 }
 
 impl NodeLoop {
     /// Runs until `Stop` or a fatal error (returned).
     pub fn run(mut self) -> Result<(), String> {
+        let runtime = self.runtime.clone();
+        let _entered = runtime.enter();
         let mut next_tick = Instant::now() + self.tick;
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());

@@ -568,6 +568,7 @@ impl EtcdServer {
             received_backends: HashMap::new(),
             outgoing: HashMap::new(),
             outgoing_seq: 0,
+            runtime: tokio::runtime::Handle::current(),
         };
         let s = shared.clone();
         let apply_thread = std::thread::Builder::new()

@@ -237,6 +237,11 @@ fn fetch_prev_kvs(
     events: &[Event],
 ) -> HashMap<u32, KeyValue> {
     let mut prevs = HashMap::new();
+    if !chosen.iter().any(|c| c.prev_kv) {
+        return prevs;
+    }
+    // One read transaction (one RocksDB snapshot) for the whole page.
+    let rtx = store.read();
     for c in chosen.iter().filter(|c| c.prev_kv) {
         for &i in matched.get(&c.h).into_iter().flatten() {
             if prevs.contains_key(&i) {
@@ -253,7 +258,7 @@ fn fetch_prev_kvs(
                 rev: kv.mod_revision - 1,
                 ..Default::default()
             };
-            if let Ok(r) = store.range(&kv.key, b"", opts) {
+            if let Ok(r) = rtx.range(&kv.key, b"", opts) {
                 if let Some(prev) = r.kvs.into_iter().next() {
                     prevs.insert(i, prev);
                 }

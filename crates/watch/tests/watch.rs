@@ -622,7 +622,10 @@ fn a_controller_manages_watchers_while_another_task_receives() {
         store.put(b"a", b"2", 0).unwrap();
         store.put(b"b", b"3", 0).unwrap();
         let got = receiver.await.unwrap();
-        assert!(ctl.watch_ids().is_empty(), "the receiver dropped the stream");
+        assert!(
+            ctl.watch_ids().is_empty(),
+            "the receiver dropped the stream"
+        );
         got.into_iter()
             .map(|r| (r.watch_id, r.revision))
             .collect::<Vec<_>>()

@@ -12,6 +12,7 @@
 //! cluster ids as etcd derives them), [`logging`] (JSON or text `tracing` output).
 
 pub mod apply;
+pub mod compactor;
 pub mod config;
 pub mod errors;
 pub mod grpc;

@@ -66,6 +66,7 @@ pub struct Shared {
     term: AtomicU64,
     commit: AtomicU64,
     last_index: AtomicU64,
+    db_size: AtomicU64,
     read_states: Mutex<HashMap<u64, oneshot::Sender<u64>>>,
     read_waiters: Mutex<Vec<oneshot::Sender<Result<(), ServerError>>>>,
     read_notify: Notify,
@@ -216,6 +217,7 @@ impl Shared {
             id,
             ..Default::default()
         });
+        self.check_quota(&req)?;
         let data = req.encode_to_vec();
         if data.len() as u64 > self.cfg.max_request_bytes {
             return Err(EtcdError::RequestTooLarge.into());
@@ -242,6 +244,37 @@ impl Shared {
                 } else {
                     Err(EtcdError::Timeout.into())
                 }
+            }
+        }
+    }
+
+    /// Refuses requests that grow the backend once it is over `--quota-backend-bytes`
+    /// (deletes, revokes and compactions still pass, so space can be reclaimed).
+    fn check_quota(&self, req: &InternalRaftRequest) -> Result<(), ServerError> {
+        let grows = req.put.is_some()
+            || req.lease_grant.is_some()
+            || req
+                .txn
+                .as_ref()
+                .is_some_and(|t| !crate::kv::txn_is_read_only(t));
+        if grows && self.db_size.load(Ordering::Relaxed) > self.cfg.quota_backend_bytes {
+            return Err(EtcdError::NoSpace.into());
+        }
+        Ok(())
+    }
+
+    /// Samples the backend's size (for the quota) until the member stops.
+    async fn size_loop(self: Arc<Self>) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = self.stopped() => return,
+            }
+            let store = self.store();
+            if let Ok(Ok(size)) =
+                tokio::task::spawn_blocking(move || store.backend().size_bytes()).await
+            {
+                self.db_size.store(size, Ordering::Relaxed);
             }
         }
     }
@@ -511,6 +544,7 @@ impl EtcdServer {
             term: AtomicU64::new(0),
             commit: AtomicU64::new(0),
             last_index: AtomicU64::new(0),
+            db_size: AtomicU64::new(started.store.backend().size_bytes().unwrap_or(0)),
             read_states: Mutex::new(HashMap::new()),
             read_waiters: Mutex::new(Vec::new()),
             read_notify: Notify::new(),
@@ -590,6 +624,8 @@ impl EtcdServer {
         tokio::spawn(shared.clone().read_loop());
         tokio::spawn(publish(shared.clone()));
         tokio::spawn(crate::lease_watch::lease_loop(shared.clone()));
+        tokio::spawn(crate::compactor::run(shared.clone()));
+        tokio::spawn(shared.clone().size_loop());
         tracing::info!(local_member_id = %format!("{member_id:x}"), cluster_id = %format!("{:x}", started.cluster_id),
             %peer_addr, "member started");
         Ok(EtcdServer {

@@ -425,3 +425,60 @@ async fn a_second_process_on_the_same_data_dir_is_refused() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_over_the_quota_get_no_space_and_deletes_still_pass() {
+    let cluster = Cluster::start_with(1, &["--quota-backend-bytes", "1"]).await;
+    let mut c = cluster.client(0).await;
+    // The size is sampled once a second; the first write may slip in before it.
+    let err = common::eventually(Duration::from_secs(10), || {
+        let mut c = c.clone();
+        async move {
+            match c.put("k", "v", None).await {
+                Ok(_) => Err("accepted".to_string()),
+                Err(e) => Ok(e),
+            }
+        }
+    })
+    .await;
+    assert_etcd_error(
+        err,
+        Code::ResourceExhausted,
+        "etcdserver: mvcc: database space exceeded",
+    );
+    c.delete("k", None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn periodic_auto_compaction_compacts_old_history() {
+    let cluster = Cluster::start_with(
+        1,
+        &[
+            "--auto-compaction-mode",
+            "periodic",
+            "--auto-compaction-retention",
+            "1s",
+        ],
+    )
+    .await;
+    let mut c = cluster.client(0).await;
+    for i in 0..5 {
+        c.put("p", format!("{i}"), None).await.unwrap();
+    }
+    common::eventually(Duration::from_secs(20), || {
+        let mut c = c.clone();
+        async move {
+            // Keep writing so there is newer history to keep.
+            c.put("p", "x", None).await.map_err(|e| e.to_string())?;
+            match c.get("p", Some(GetOptions::new().with_revision(2))).await {
+                Err(e) => Ok(assert_etcd_error(
+                    e,
+                    Code::OutOfRange,
+                    "etcdserver: mvcc: required revision has been compacted",
+                )),
+                Ok(_) => Err("revision 2 still readable".to_string()),
+            }
+        }
+    })
+    .await;
+}

@@ -206,6 +206,28 @@ impl Inner {
         }
     }
 
+    /// The store's history changed under the synced watchers (a restore from a
+    /// snapshot): every synced watcher has everything below `old_notified + 1` and goes
+    /// to the unsynced group to catch up from the new history; `notified_rev` becomes
+    /// `new_notified`. Returns whether any watcher moved.
+    pub(crate) fn unsync_all(&mut self, old_notified: i64, new_notified: i64) -> bool {
+        self.notified_rev = new_notified;
+        let synced: Vec<u64> = self
+            .watchers
+            .iter()
+            .filter(|(_, w)| w.group == Group::Synced)
+            .map(|(h, _)| *h)
+            .collect();
+        let moved = !synced.is_empty();
+        for h in synced {
+            if let Some(w) = self.watchers.get_mut(&h) {
+                w.min_rev = w.min_rev.max(old_notified + 1);
+            }
+            self.resettle(h);
+        }
+        moved
+    }
+
     /// Moves watcher `h` to the victims (its channel was full).
     pub(crate) fn make_victim(&mut self, h: u64) {
         self.leave_group(h);

@@ -99,6 +99,24 @@ impl Observer for Shared {
         if inner.closed {
             return;
         }
+        let first = events
+            .first()
+            .and_then(|e| e.kv.as_ref())
+            .map_or(revision, |kv| kv.mod_revision);
+        if first > inner.notified_rev + 1 {
+            // Revisions were skipped: the store was restored without a call to
+            // `WatchableStore::restore`. Catch everyone up from history instead.
+            tracing::warn!(
+                notified_rev = inner.notified_rev,
+                first_rev = first,
+                "watchable store missed revisions (store restored?); synced watchers catch up from history"
+            );
+            let old = inner.notified_rev;
+            if inner.unsync_all(old, revision) {
+                self.kick();
+            }
+            return;
+        }
         inner.notified_rev = inner.notified_rev.max(revision);
         if inner.synced.is_empty() {
             return;
@@ -253,6 +271,24 @@ impl WatchableStore {
     pub fn sync_now(&self) -> WatchStats {
         self.shared.maintain(&self.store, Instant::now());
         self.stats()
+    }
+
+    /// Call after the store's content was replaced (`Store::restore_from`, a snapshot
+    /// from the leader), before the next write: every synced watcher catches up from the
+    /// restored history (and is canceled with `compact_revision` if that history no longer
+    /// reaches back to it), as etcd's `watchableStore.Restore` does. Unsynced watchers and
+    /// victims continue from the new history anyway. (A commit that skips revisions
+    /// triggers the same, as a safety net, with a warning.)
+    pub fn restore(&self) {
+        let current = self.store.current_revision();
+        let moved = {
+            let mut inner = self.shared.inner.lock();
+            let old = inner.notified_rev;
+            inner.unsync_all(old, current)
+        };
+        if moved {
+            self.shared.kick();
+        }
     }
 
     /// Stops the background thread and ends every stream: their `recv` returns `None`

@@ -644,3 +644,41 @@ fn a_controller_of_a_dropped_stream_is_inert() {
     ctl.request_progress();
     assert_eq!(e.ws.stats(), Default::default());
 }
+
+/// A store whose content is replaced by a snapshot that is 5 revisions ahead.
+fn restored_ahead(e: &Env) {
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = tmp.path().join("copy");
+    e.store.backend().checkpoint(&copy).unwrap();
+    let ahead = tmp.path().join("ahead");
+    {
+        let other = Store::open(&copy).unwrap();
+        for i in 0..5 {
+            other.put(format!("k{i}").as_bytes(), b"leader", 0).unwrap();
+        }
+        other.backend().checkpoint(&ahead).unwrap();
+    }
+    e.store.restore_from(&ahead).unwrap();
+}
+
+#[test]
+fn after_a_restore_synced_watchers_catch_up_from_the_new_history() {
+    for explicit in [true, false] {
+        let e = env(WatchOptions::default());
+        let mut s = e.ws.watch_stream();
+        s.watch(prefix("k")).unwrap();
+        e.store.put(b"k", b"before", 0).unwrap(); // 2
+        assert_eq!(next(&mut s).revision, 2);
+        restored_ahead(&e); // revisions 3..=7 arrive without commits
+        if explicit {
+            e.ws.restore();
+        }
+        e.store.put(b"k", b"after", 0).unwrap(); // 8
+        let revs: Vec<i64> = summary(&read_events(&mut s, 6))
+            .iter()
+            .map(|x| x.1)
+            .collect();
+        assert_eq!(revs, vec![3, 4, 5, 6, 7, 8], "explicit restore: {explicit}");
+        assert_quiet(&mut s);
+    }
+}

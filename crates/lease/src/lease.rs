@@ -1,6 +1,6 @@
 //! What a lease is, what the lessor reports about it, and how it is configured.
 //!
-//! Owns the in-memory lease record ([`Lease`]) and the public views of it ([`LeaseInfo`],
+//! Owns the in-memory lease record (`Lease`) and the public views of it ([`LeaseInfo`],
 //! [`TimeToLive`]), the configuration ([`LessorConfig`]) and the etcd constants.
 //! Invariant kept: a lease's `deadline` is `Some` only while this lessor is primary
 //! (followers never expire leases), and `ttl >= min_ttl` for every lease.

@@ -20,6 +20,13 @@
 //! etcd stores them and reloaded by [`Lessor::recover`]. The clock is injected
 //! ([`Clock`]), so every test runs in virtual time ([`ManualClock`]).
 //!
+//! Where this differs from etcd v3.5: checkpoints are always persisted (etcd v3.6 does
+//! that; v3.5 only with a flag), a lease handed out for checkpointing is rescheduled at
+//! once (so a lost checkpoint proposal does not stop its checkpoints), renewing an expired
+//! lease answers "lease not found" at once (etcd waits for the pending revoke and then
+//! answers the same), and `promote` does not spread the expiries of piled-up leases over
+//! time (the server's bounded `expired` batches limit the revoke rate instead).
+//!
 //! ```
 //! use std::sync::Arc;
 //! use std::time::Duration;

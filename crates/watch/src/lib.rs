@@ -17,7 +17,20 @@
 //! revision at or below the compacted revision is answered with `compact_revision` and
 //! the watcher is canceled; `NOPUT`/`NODELETE` filters, `prev_kv`, progress on request
 //! and periodic progress for idle watchers work as in etcd v3.5. Oversized responses are
-//! split by the server with [`fragment`].
+//! split by the server with [`fragment`]. After the store's content is replaced by a
+//! snapshot, [`WatchableStore::restore`] makes the synced watchers catch up from it.
+//!
+//! Where this differs from etcd v3.5, on purpose:
+//! - a start revision *equal* to the compacted revision is answered as compacted too
+//!   (etcd accepts it, but compaction drops tombstones at that revision, so a delete there
+//!   would be missed: we refuse rather than leave a gap);
+//! - a synced watcher gets one response per committed batch that concerns it (etcd: per
+//!   transaction); a batch's revisions are whole and in order either way;
+//! - a response's `revision` is the revision the watcher has seen everything up to (etcd
+//!   puts the store's current revision in catch-up responses), and a compacted response
+//!   carries the current revision (etcd: 0);
+//! - a progress request made while some watcher of the stream is catching up is answered
+//!   once it has caught up (etcd v3.5 drops it; v3.6 defers it like this).
 //!
 //! ```
 //! use std::sync::Arc;

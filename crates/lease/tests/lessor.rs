@@ -518,3 +518,29 @@ fn the_lessor_crosses_threads() {
     send_sync::<Lessor>();
     send_sync::<ManualClock>();
 }
+
+#[test]
+fn extreme_configs_and_arguments_do_not_panic() {
+    let clock = Arc::new(ManualClock::new());
+    let cfg = LessorConfig {
+        min_ttl: i64::MAX,
+        checkpoint_interval: Duration::ZERO,
+        expired_batch: 0,
+        checkpoint_batch: usize::MAX,
+        revoke_retry: Duration::MAX,
+    };
+    let m = Member::new(&clock, cfg);
+    m.lessor.promote(Duration::MAX);
+    m.grant(1, i64::MIN).unwrap();
+    m.grant(i64::MIN, 5).unwrap();
+    m.grant(i64::MAX, MAX_LEASE_TTL).unwrap();
+    assert_eq!(m.lessor.renew(1).unwrap(), i64::MAX);
+    clock.advance(Duration::MAX);
+    assert!(m.lessor.expired(usize::MAX).is_empty(), "expired_batch 0");
+    assert!(m.lessor.due_checkpoints(usize::MAX).is_empty());
+    m.checkpoint(&[(1, i64::MIN), (2, i64::MAX)]);
+    assert!(m.lessor.time_to_live(1, true).is_some());
+    m.lessor.demote();
+    m.lessor.promote(Duration::ZERO);
+    assert_eq!(m.lessor.leases().len(), 3);
+}

@@ -75,5 +75,5 @@ mod watcher;
 pub use error::WatchError;
 pub use fragment::fragment;
 pub use store::{WatchOptions, WatchStats, WatchableStore};
-pub use stream::{WatchController, WatchStream};
+pub use stream::{WatchController, WatchStream, MAX_CHAN_CAPACITY};
 pub use watcher::{WatchRequest, WatchResponse, AUTO_WATCH_ID, STREAM_PROGRESS_WATCH_ID};

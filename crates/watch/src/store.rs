@@ -29,7 +29,8 @@ pub(crate) const MAX_WATCHERS_PER_SYNC: usize = 512;
 /// Tuning of the [`WatchableStore`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatchOptions {
-    /// Capacity of each stream's response channel, in responses (etcd: 128).
+    /// Capacity of each stream's response channel, in responses (etcd: 128; clamped to
+    /// `1..=`[`crate::MAX_CHAN_CAPACITY`]).
     pub chan_capacity: usize,
     /// Pause between catch-up rounds when there is nothing more to do right away
     /// (etcd: 100 ms). Also the granularity of periodic progress.

@@ -13,6 +13,10 @@ use crate::error::WatchError;
 use crate::store::WatchableStore;
 use crate::watcher::{WatchRequest, WatchResponse};
 
+/// The largest channel capacity honoured (larger [`crate::WatchOptions::chan_capacity`]
+/// values are clamped to it).
+pub const MAX_CHAN_CAPACITY: usize = 1 << 24;
+
 /// How long [`WatchStream::recv_timeout`] sleeps between polls.
 const POLL: Duration = Duration::from_millis(1);
 
@@ -69,12 +73,16 @@ fn jitter(interval: Duration, sid: u64) -> Duration {
 impl WatchStream {
     pub(crate) fn open(ws: Arc<WatchableStore>) -> WatchStream {
         let opts = ws.options();
-        let (tx, rx) = mpsc::channel(opts.chan_capacity.max(1));
+        let (tx, rx) = mpsc::channel(opts.chan_capacity.clamp(1, MAX_CHAN_CAPACITY));
         let interval = opts.progress_interval;
         let sid = {
             let mut inner = ws.shared.inner.lock();
             let sid = inner.next_stream;
-            inner.add_stream(tx, interval + jitter(interval, sid), Instant::now())
+            inner.add_stream(
+                tx,
+                interval.saturating_add(jitter(interval, sid)),
+                Instant::now(),
+            )
         };
         WatchStream {
             ctl: WatchController { ws, sid },
@@ -130,12 +138,15 @@ impl WatchStream {
 
     /// The next response, waiting at most `timeout` (polls; meant for tests and tools).
     pub fn recv_timeout(&mut self, timeout: Duration) -> Option<WatchResponse> {
-        let deadline = Instant::now() + timeout;
+        // A timeout beyond Instant's range waits without end.
+        let deadline = Instant::now().checked_add(timeout);
         loop {
             match self.rx.try_recv() {
                 Ok(r) => return Some(r),
                 Err(TryRecvError::Disconnected) => return None,
-                Err(TryRecvError::Empty) if Instant::now() >= deadline => return None,
+                Err(TryRecvError::Empty) if deadline.is_some_and(|d| Instant::now() >= d) => {
+                    return None
+                }
                 Err(TryRecvError::Empty) => std::thread::sleep(POLL),
             }
         }

@@ -682,3 +682,35 @@ fn after_a_restore_synced_watchers_catch_up_from_the_new_history() {
         assert_quiet(&mut s);
     }
 }
+
+#[test]
+fn extreme_options_do_not_panic() {
+    let e = env(WatchOptions {
+        chan_capacity: usize::MAX,
+        progress_interval: Duration::MAX,
+        ..WatchOptions::default()
+    });
+    let mut s = e.ws.watch_stream();
+    s.watch(WatchRequest {
+        progress_notify: true,
+        ..key("a")
+    })
+    .unwrap();
+    e.store.put(b"a", b"v", 0).unwrap();
+    assert_eq!(s.recv_timeout(Duration::MAX).unwrap().revision, 2);
+    let e = env(WatchOptions {
+        chan_capacity: 0,
+        sync_batch_events: 0,
+        ..WatchOptions::default()
+    });
+    e.store.put(b"a", b"1", 0).unwrap();
+    e.store.put(b"a", b"2", 0).unwrap();
+    let mut s = e.ws.watch_stream();
+    s.watch(WatchRequest {
+        start_rev: 1,
+        ..key("a")
+    })
+    .unwrap();
+    let revs: Vec<i64> = summary(&read_events(&mut s, 2)).iter().map(|x| x.1).collect();
+    assert_eq!(revs, vec![2, 3]);
+}

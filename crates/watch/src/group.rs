@@ -23,6 +23,7 @@ pub struct KeySpan {
 
 impl KeySpan {
     /// Whether `key` is watched.
+    #[cfg(test)]
     pub fn contains(&self, key: &[u8]) -> bool {
         match &self.end {
             None => self.start.as_slice() == key,

@@ -64,7 +64,7 @@
 
 pub mod error;
 mod fragment;
-pub mod group;
+mod group;
 pub mod interval;
 mod state;
 mod store;

@@ -608,6 +608,9 @@ impl EtcdServer {
         let apply_thread = std::thread::Builder::new()
             .name("etcd-apply".into())
             .spawn(move || {
+                let _span =
+                    tracing::info_span!("apply", local_member_id = %format!("{member_id:x}"))
+                        .entered();
                 if let Err(err) = applier.run() {
                     s.fail(err);
                 }
@@ -617,6 +620,9 @@ impl EtcdServer {
             std::thread::Builder::new()
                 .name("etcd-raft".into())
                 .spawn(move || {
+                    let _span =
+                        tracing::info_span!("raft", local_member_id = %format!("{member_id:x}"))
+                            .entered();
                     if let Err(err) = node_loop.run() {
                         s.fail(err);
                     }

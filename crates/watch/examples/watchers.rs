@@ -78,7 +78,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             events += r.events.len();
         }
         println!(
-            "{name:>7}: {events} events in {responses} responses, last revision {last_rev}, {with_prev} with prev_kv"
+            "{name:>7}: {events} events in {responses} responses, \
+             last revision {last_rev}, {with_prev} with prev_kv"
         );
     }
     println!("at the end: {:?}", ws.stats());

@@ -110,7 +110,8 @@ impl Observer for Shared {
             tracing::warn!(
                 notified_rev = inner.notified_rev,
                 first_rev = first,
-                "watchable store missed revisions (store restored?); synced watchers catch up from history"
+                "watchable store missed revisions (store restored?); \
+                 synced watchers catch up from history"
             );
             let old = inner.notified_rev;
             if inner.unsync_all(old, revision) {
@@ -223,7 +224,11 @@ impl WatchableStore {
         let worker = match worker {
             Ok(h) => Some(h),
             Err(e) => {
-                tracing::error!(error = %e, "cannot start the watch sync thread; watchers that start in the past will not catch up: raise the process's thread limit");
+                tracing::error!(
+                    error = %e,
+                    "cannot start the watch sync thread; watchers that start in the past \
+                     will not catch up: raise the process's thread limit"
+                );
                 None
             }
         };

@@ -144,7 +144,11 @@ impl Shared {
             // A compaction overtook the read: the next round cancels who must be.
             Err(etcd_mvcc::Error::Compacted) => return true,
             Err(e) => {
-                tracing::warn!(error = %e, from_rev = from, "watch catch-up read failed; retrying next round");
+                tracing::warn!(
+                    error = %e,
+                    from_rev = from,
+                    "watch catch-up read failed; retrying next round"
+                );
                 return false;
             }
         };

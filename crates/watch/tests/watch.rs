@@ -711,6 +711,9 @@ fn extreme_options_do_not_panic() {
         ..key("a")
     })
     .unwrap();
-    let revs: Vec<i64> = summary(&read_events(&mut s, 2)).iter().map(|x| x.1).collect();
+    let revs: Vec<i64> = summary(&read_events(&mut s, 2))
+        .iter()
+        .map(|x| x.1)
+        .collect();
     assert_eq!(revs, vec![2, 3]);
 }

@@ -3,7 +3,7 @@
 //! global allocator here):
 //!
 //! ```text
-//! cargo build --profile bench -p etcd-raft --example hot_path
+//! cargo build --release -p etcd-raft --example hot_path
 //! for n in 1000 2000; do
 //!   valgrind --tool=dhat --dhat-out-file=/dev/null \
 //!     $CARGO_TARGET_DIR/release/examples/hot_path leader $n 2>&1 | grep 'Total:'

@@ -376,6 +376,18 @@ fn term_zero_append_cannot_make_a_candidate_step_back_in_term() {
 }
 
 #[test]
+fn vote_requests_without_a_term_are_refused() {
+    // Answering one would build a vote response of term 0 (an assertion).
+    let mut c = led_cluster(false);
+    for ty in [MessageType::MsgVote, MessageType::MsgPreVote] {
+        let mut v = msg(3, 2, ty, 0);
+        (v.index, v.log_term) = (u64::MAX, u64::MAX);
+        assert!(matches!(c.raw(2).step(v), Err(Error::MalformedMessage(_))));
+    }
+    assert_sane_and_live(&mut c);
+}
+
+#[test]
 fn forwarded_requests_with_a_term_are_refused_and_transfers_are_re_forwarded() {
     let mut c = led_cluster(false);
     let t = term(&mut c, 2);

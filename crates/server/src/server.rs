@@ -405,6 +405,8 @@ impl Shared {
     }
 
     pub(crate) fn after_restore(&self, store: &Store) {
+        // Watchers catch up from the replaced history.
+        self.watchable.restore();
         if let Err(err) = self.lessor.recover(store) {
             tracing::error!(%err, "cannot reload leases after installing a snapshot");
         }

@@ -13,6 +13,7 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+mod bench;
 mod setup;
 
 const USAGE: &str = "\
@@ -23,6 +24,9 @@ commands:
   test             cargo fmt --check, clippy -D warnings, all tests (nextest when present)
   serve [-- ARGS]  build and run the etcd server (defaults: 127.0.0.1:2379, data in default.etcd)
   deny             cargo deny check (installs cargo-deny if missing)
+  bench-compare [--members N] [--quick]
+                   our server and the reference etcd (/usr/bin/etcd) side by side with the
+                   benchmark tool; prints a Markdown table for docs/benchmarks.md
   sim --seeds N [--seed S] [--steps N]
                    the raft simulation over N seeds from S (default 0), in release mode
 ";
@@ -39,6 +43,7 @@ fn main() -> ExitCode {
         "serve" => serve(rest),
         "deny" => deny(),
         "sim" => sim(rest),
+        "bench-compare" => bench::bench_compare(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())
@@ -60,6 +65,20 @@ fn workspace_root() -> PathBuf {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The target directory cargo builds into (`$CARGO_TARGET_DIR` or `target/`).
+fn target_dir() -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| {
+            if p.is_absolute() {
+                p
+            } else {
+                workspace_root().join(p)
+            }
+        })
+        .unwrap_or_else(|| workspace_root().join("target"))
 }
 
 /// The cargo that runs us, so `cargo +toolchain xtask` keeps its toolchain.
@@ -142,7 +161,7 @@ fn test(args: &[String]) -> Result<(), String> {
 }
 
 fn serve(args: &[String]) -> Result<(), String> {
-    setup::ensure_build_prerequisites()?;
+    setup::ensure_server_prerequisites()?;
     let server_main = workspace_root().join("crates/server/src/main.rs");
     if !server_main.exists() {
         return Err(

@@ -45,7 +45,16 @@ const PREREQUISITES: &[Prerequisite] = &[
 
 /// Makes sure every prerequisite is available, installing it when we may.
 pub fn ensure_build_prerequisites() -> Result<(), String> {
-    for p in PREREQUISITES {
+    ensure(PREREQUISITES)
+}
+
+/// Makes sure what building the server needs (not the tests) is available.
+pub fn ensure_server_prerequisites() -> Result<(), String> {
+    ensure(&PREREQUISITES[..1])
+}
+
+fn ensure(prerequisites: &[Prerequisite]) -> Result<(), String> {
+    for p in prerequisites {
         if (p.present)() {
             continue;
         }

@@ -111,6 +111,10 @@ pub enum Command {
     Range(RangeArgs),
     /// Benchmark txn-put
     TxnPut(TxnPutArgs),
+    /// Benchmark a mixed load of txn-put & txn-range
+    TxnMixed(TxnMixedArgs),
+    /// Benchmark lease keepalive
+    LeaseKeepalive(LeaseKeepaliveArgs),
     /// Benchmark watch latency: the time between a put's answer and its watch event
     WatchLatency(WatchLatencyArgs),
 }
@@ -122,6 +126,8 @@ impl Command {
             Command::Put(_) => "put",
             Command::Range(_) => "range",
             Command::TxnPut(_) => "txn-put",
+            Command::TxnMixed(_) => "txn-mixed",
+            Command::LeaseKeepalive(_) => "lease-keepalive",
             Command::WatchLatency(_) => "watch-latency",
         }
     }
@@ -219,6 +225,51 @@ pub struct TxnPutArgs {
     pub key_space_size: u64,
 }
 
+/// `benchmark txn-mixed`: txns of one op, reads (a range over all keys, at most
+/// `--limit` of them) and puts in the ratio `--rw-ratio`.
+#[derive(Debug, Clone, Args)]
+pub struct TxnMixedArgs {
+    /// Accepted and ignored, as etcd's tool does (`txn-mixed key [end-range]`)
+    #[arg(hide = true)]
+    pub ignored: Vec<String>,
+    /// Total number of txn requests
+    #[arg(long, default_value_t = 10000, value_parser = total_parser())]
+    pub total: u64,
+    /// Key size of mixed txn
+    #[arg(long, default_value_t = 8, value_parser = size_parser())]
+    pub key_size: u64,
+    /// Value size of mixed txn
+    #[arg(long, default_value_t = 8, value_parser = size_parser())]
+    pub val_size: u64,
+    /// Maximum txns per second (0 is no limit)
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Read operation range end key; as in etcd 3.5 the read is a prefix read of all
+    /// keys, which overrides it
+    #[arg(long, default_value = "")]
+    pub end_key: String,
+    /// Read operation range result limit
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(i64).range(0..))]
+    pub limit: i64,
+    /// Maximum possible keys
+    #[arg(long, default_value_t = 1, value_parser = key_space_parser())]
+    pub key_space_size: u64,
+    /// Linearizable(l) or Serializable(s)
+    #[arg(long, value_enum, default_value_t = Consistency::Linearizable)]
+    pub consistency: Consistency,
+    /// Read/write ops ratio
+    #[arg(long, default_value_t = 1.0, value_parser = parse_ratio)]
+    pub rw_ratio: f64,
+}
+
+/// `benchmark lease-keepalive`.
+#[derive(Debug, Clone, Args)]
+pub struct LeaseKeepaliveArgs {
+    /// Total number of lease keepalive requests
+    #[arg(long, default_value_t = 10000, value_parser = total_parser())]
+    pub total: u64,
+}
+
 /// `benchmark watch-latency`.
 #[derive(Debug, Clone, Args)]
 pub struct WatchLatencyArgs {
@@ -247,6 +298,14 @@ fn size_parser() -> clap::builder::RangedU64ValueParser<u64> {
 
 fn key_space_parser() -> clap::builder::RangedU64ValueParser<u64> {
     clap::value_parser!(u64).range(1..=i64::MAX as u64)
+}
+
+/// A read/write ratio: a finite number >= 0.
+fn parse_ratio(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(ratio) if ratio.is_finite() && ratio >= 0.0 => Ok(ratio),
+        _ => Err(format!("expected a finite number >= 0, got {text:?}")),
+    }
 }
 
 /// Parses a Go duration (`time.ParseDuration`): a sequence of decimal numbers with units
@@ -372,6 +431,26 @@ mod tests {
     }
 
     #[test]
+    fn txn_mixed_and_lease_keepalive_defaults() {
+        let Command::TxnMixed(mixed) = parse(&["txn-mixed", "ignored-key"]).unwrap().command else {
+            panic!("not txn-mixed")
+        };
+        assert_eq!(
+            (mixed.total, mixed.limit, mixed.rw_ratio),
+            (10000, 1000, 1.0)
+        );
+        assert_eq!(
+            (mixed.key_size, mixed.val_size, mixed.key_space_size),
+            (8, 8, 1)
+        );
+        assert_eq!(mixed.consistency, Consistency::Linearizable);
+        let Command::LeaseKeepalive(lease) = parse(&["lease-keepalive"]).unwrap().command else {
+            panic!("not lease-keepalive")
+        };
+        assert_eq!(lease.total, 10000);
+    }
+
+    #[test]
     fn out_of_range_values_are_refused_not_panics() {
         for args in [
             &["--clients", "0", "put"][..],
@@ -382,6 +461,9 @@ mod tests {
             &["put", "--rate", "x"],
             &["txn-put", "--txn-ops", "0"],
             &["watch-latency", "--put-rate", "0"],
+            &["txn-mixed", "--rw-ratio", "-1"],
+            &["txn-mixed", "--rw-ratio", "inf"],
+            &["txn-mixed", "--limit", "-1"],
             &["--dial-timeout", "-1s", "put"],
             &["nosuch"],
         ] {
@@ -417,7 +499,13 @@ mod tests {
 
     #[test]
     fn subcommand_names_match_the_command_line() {
-        for name in ["put", "txn-put", "watch-latency"] {
+        for name in [
+            "put",
+            "txn-put",
+            "txn-mixed",
+            "lease-keepalive",
+            "watch-latency",
+        ] {
             assert_eq!(parse(&[name]).unwrap().command.name(), name);
         }
         assert_eq!(parse(&["range", "k"]).unwrap().command.name(), "range");

@@ -73,8 +73,10 @@ pub struct Outcome {
     pub command: &'static str,
     /// Lines etcd's tool prints before the report (e.g. `bench with linearizable range`).
     pub preamble: Vec<String>,
-    /// The measurements.
+    /// The measurements (of the reads, for `txn-mixed`).
     pub summary: Summary,
+    /// The measurements of the writes of `txn-mixed`.
+    pub writes: Option<Summary>,
 }
 
 /// Runs the benchmark `cli` asks for against the cluster and returns its outcome.
@@ -146,6 +148,30 @@ pub async fn execute(cli: &Cli) -> Result<Outcome, Error> {
             };
             (workload, txn.total, txn.rate)
         }
+        Command::TxnMixed(mixed) => {
+            let key_size = to_usize(mixed.key_size)?;
+            check_key_space(key_size, mixed.key_space_size)?;
+            let serializable = mixed.consistency == Consistency::Serializable;
+            preamble.push(consistency_line(serializable));
+            // etcd's tool reads with OpGet("", WithRange(end), WithPrefix(), WithLimit(n)):
+            // the prefix option wins, so the read is every key from "\0" on.
+            let read = RangeRequest {
+                key: vec![0],
+                range_end: vec![0],
+                limit: mixed.limit,
+                serializable,
+                ..Default::default()
+            };
+            let workload = Workload::TxnMixed {
+                key_size,
+                value: random_value(&mut rng, to_usize(mixed.val_size)?),
+                key_space_size: mixed.key_space_size,
+                read,
+                read_fraction: mixed.rw_ratio / (1.0 + mixed.rw_ratio),
+            };
+            (workload, mixed.total, mixed.rate)
+        }
+        Command::LeaseKeepalive(lease) => (Workload::LeaseKeepAlive, lease.total, 0),
         Command::WatchLatency(watch) => {
             let spec = WatchLatencySpec {
                 total: watch.total,
@@ -168,6 +194,7 @@ pub async fn execute(cli: &Cli) -> Result<Outcome, Error> {
                 command: cli.command.name(),
                 preamble,
                 summary: result.recorder.summary(result.elapsed),
+                writes: None,
             });
         }
     };
@@ -183,22 +210,59 @@ pub async fn execute(cli: &Cli) -> Result<Outcome, Error> {
     let result = run_kv(&conns, Arc::new(workload), spec, progress.clone()).await;
     progress.finish_and_clear();
     let result = result?;
+    let writes =
+        matches!(cli.command, Command::TxnMixed(_)).then(|| result.writes.summary(result.elapsed));
     Ok(Outcome {
         command: cli.command.name(),
         preamble,
         summary: result.recorder.summary(result.elapsed),
+        writes,
     })
+}
+
+fn consistency_line(serializable: bool) -> String {
+    let consistency = if serializable {
+        "serializable"
+    } else {
+        "linearizable"
+    };
+    format!("bench with {consistency} range")
 }
 
 /// The outcome as the tool prints it on stdout.
 pub fn render(outcome: &Outcome, format: OutputFormat, precise: bool) -> String {
-    match format {
-        OutputFormat::Json => format!("{}\n", outcome.summary.to_json(outcome.command)),
-        OutputFormat::Text => {
+    match (format, &outcome.writes) {
+        (OutputFormat::Json, None) => format!("{}\n", outcome.summary.to_json(outcome.command)),
+        (OutputFormat::Json, Some(writes)) => {
+            let mut reads = outcome.summary.to_json(outcome.command);
+            let mut writes = writes.to_json(outcome.command);
+            for part in [&mut reads, &mut writes] {
+                if let Some(object) = part.as_object_mut() {
+                    object.remove("command");
+                }
+            }
+            let json = serde_json::json!({
+                "command": outcome.command,
+                "read": reads,
+                "write": writes,
+            });
+            format!("{json}\n")
+        }
+        (OutputFormat::Text, writes) => {
             let mut text = String::new();
             for line in &outcome.preamble {
                 text.push_str(line);
                 text.push('\n');
+            }
+            if let Some(writes) = writes {
+                // etcd's txn-mixed: two reports, each after its op count.
+                for (kind, summary) in [("Read", &outcome.summary), ("Write", writes)] {
+                    let ops = summary.requests + summary.errors;
+                    text.push_str(&format!("Total {kind} Ops: {ops}\nDetails:"));
+                    text.push_str(&summary.to_text(precise));
+                    text.push('\n');
+                }
+                return text;
             }
             text.push_str(&outcome.summary.to_text(precise));
             // etcd's put and txn-put print the report with Println, the others with Printf.

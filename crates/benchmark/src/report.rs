@@ -66,7 +66,7 @@ impl Recorder {
     /// Records the latency of one successful request.
     pub fn record(&mut self, latency: Duration) {
         let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
-        self.histogram.saturating_record(ns.max(1));
+        self.histogram.saturating_record(ns);
         self.count += 1;
         let x = ns as f64;
         let delta = x - self.mean_ns;
@@ -438,6 +438,23 @@ mod tests {
         let lat = r.summary(ms(15)).latency.unwrap();
         assert_eq!(lat.histogram[0].1, 3);
         assert_eq!(lat.stddev_secs, 0.0);
+    }
+
+    #[test]
+    fn zero_latencies_are_recorded_and_not_printed() {
+        let mut r = Recorder::new().unwrap();
+        for _ in 0..9 {
+            r.record(Duration::ZERO);
+        }
+        r.record(ms(1));
+        let summary = r.summary(ms(10));
+        let lat = summary.latency.clone().unwrap();
+        assert_eq!(lat.fastest_secs, 0.0);
+        assert_eq!(lat.percentiles[2], (50.0, 0.0));
+        let text = summary.to_text(false);
+        // etcd prints only the percentiles above zero.
+        assert!(!text.contains("  50% in"), "{text}");
+        assert!(text.contains("  99% in 0.0010 secs."), "{text}");
     }
 
     #[test]

@@ -12,12 +12,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etcd_proto::etcdserverpb::kv_client::KvClient;
+use etcd_proto::etcdserverpb::lease_client::LeaseClient;
 use etcd_proto::etcdserverpb::request_op::Request;
-use etcd_proto::etcdserverpb::{PutRequest, RangeRequest, RequestOp, TxnRequest};
+use etcd_proto::etcdserverpb::{
+    LeaseGrantRequest, LeaseKeepAliveRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
+};
+use etcd_proto::tonic::transport::Channel;
+use etcd_proto::tonic::Status;
 use indicatif::ProgressBar;
 use parking_lot::Mutex;
 use rand::rngs::StdRng;
-use rand::SeedableRng;
+use rand::{RngExt, SeedableRng};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 
 use crate::conn::{conn_for_client, status_message, Conn};
 use crate::error::Error;
@@ -44,6 +51,22 @@ pub enum Workload {
     },
     /// `range`: the same range request every time.
     Range(RangeRequest),
+    /// `txn-mixed`: txns of one op each, a read (`read`) with probability
+    /// `read_fraction`, else a put of key `n % key_space_size` (request `n`).
+    TxnMixed {
+        /// Bytes per key.
+        key_size: usize,
+        /// The value of every put.
+        value: Vec<u8>,
+        /// Keys to write.
+        key_space_size: u64,
+        /// The read.
+        read: RangeRequest,
+        /// Share of reads, in [0, 1].
+        read_fraction: f64,
+    },
+    /// `lease-keepalive`: one keep-alive of the client's own lease per request.
+    LeaseKeepAlive,
     /// `txn-put`: a txn without compares whose success branch puts `ops` keys;
     /// txn `n` writes keys `n * ops + j` (mod the key space) for `j < ops`.
     TxnPut {
@@ -67,6 +90,8 @@ pub enum KvRequest {
     Range(RangeRequest),
     /// A txn.
     Txn(TxnRequest),
+    /// A keep-alive of the client's lease.
+    KeepAlive,
 }
 
 impl Workload {
@@ -81,8 +106,13 @@ impl Workload {
         }
     }
 
-    /// Request number `index` of the run.
-    pub fn request(&self, index: u64, keys: &mut KeyChooser) -> KvRequest {
+    /// Request number `index` of the run, and the report its result goes to.
+    pub fn request(
+        &self,
+        index: u64,
+        keys: &mut KeyChooser,
+        rng: &mut StdRng,
+    ) -> (Class, KvRequest) {
         match self {
             Workload::Put {
                 key_size,
@@ -90,15 +120,11 @@ impl Workload {
                 key_space_size,
                 ..
             } => {
-                let mut key = Vec::new();
-                write_key(&mut key, keys.index(index, *key_space_size), *key_size);
-                KvRequest::Put(PutRequest {
-                    key,
-                    value: value.clone(),
-                    ..Default::default()
-                })
+                let key_index = keys.index(index, *key_space_size);
+                let put = put_request(key_index, *key_size, value);
+                (Class::Main, KvRequest::Put(put))
             }
-            Workload::Range(range) => KvRequest::Range(range.clone()),
+            Workload::Range(range) => (Class::Main, KvRequest::Range(range.clone())),
             Workload::TxnPut {
                 key_size,
                 value,
@@ -111,24 +137,53 @@ impl Workload {
                     .map(|j| {
                         // The modulus is a u64, so the remainder fits in one.
                         let key_index = u64::try_from((first + j) % space).unwrap_or(0);
-                        let mut key = Vec::new();
-                        write_key(&mut key, key_index, *key_size);
+                        let put = put_request(key_index, *key_size, value);
                         RequestOp {
-                            request: Some(Request::RequestPut(PutRequest {
-                                key,
-                                value: value.clone(),
-                                ..Default::default()
-                            })),
+                            request: Some(Request::RequestPut(put)),
                         }
                     })
                     .collect();
-                KvRequest::Txn(TxnRequest {
-                    compare: Vec::new(),
-                    success,
-                    failure: Vec::new(),
-                })
+                (Class::Main, KvRequest::Txn(txn(success)))
             }
+            Workload::TxnMixed {
+                key_size,
+                value,
+                key_space_size,
+                read,
+                read_fraction,
+            } => {
+                let (class, op) = if rng.random::<f64>() < *read_fraction {
+                    (Class::Main, Request::RequestRange(read.clone()))
+                } else {
+                    let key_index = index % (*key_space_size).max(1);
+                    let put = put_request(key_index, *key_size, value);
+                    (Class::Write, Request::RequestPut(put))
+                };
+                let success = vec![RequestOp { request: Some(op) }];
+                (class, KvRequest::Txn(txn(success)))
+            }
+            Workload::LeaseKeepAlive => (Class::Main, KvRequest::KeepAlive),
         }
+    }
+}
+
+/// A put of key `key_index`.
+fn put_request(key_index: u64, key_size: usize, value: &[u8]) -> PutRequest {
+    let mut key = Vec::new();
+    write_key(&mut key, key_index, key_size);
+    PutRequest {
+        key,
+        value: value.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// A txn without compares that runs `success`.
+fn txn(success: Vec<RequestOp>) -> TxnRequest {
+    TxnRequest {
+        compare: Vec::new(),
+        success,
+        failure: Vec::new(),
     }
 }
 
@@ -145,13 +200,86 @@ pub struct LoadSpec {
     pub seed: u64,
 }
 
+/// Which report a request's result goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Every request of a run, or the reads of `txn-mixed`.
+    Main = 0,
+    /// The writes of `txn-mixed`.
+    Write = 1,
+}
+
 /// What a run measured.
 #[derive(Debug)]
 pub struct RunResult {
-    /// Latencies and errors.
+    /// Latencies and errors of the requests of [`Class::Main`].
     pub recorder: Recorder,
+    /// Latencies and errors of the requests of [`Class::Write`] (only `txn-mixed` has
+    /// any).
+    pub writes: Recorder,
     /// Wall time from the first request to the last answer.
     pub elapsed: Duration,
+}
+
+/// A client's own state: its key choices, its random choices, its lease.
+struct Client {
+    keys: KeyChooser,
+    rng: StdRng,
+    conn: Conn,
+    kv: KvClient<Channel>,
+    lease: LeaseClient<Channel>,
+    lease_id: i64,
+}
+
+impl Client {
+    /// Sends one request; `Ok` when it succeeded.
+    async fn send(&mut self, request: KvRequest) -> Result<(), Status> {
+        match request {
+            KvRequest::Put(put) => self.kv.put(self.conn.request(put)).await.map(drop),
+            KvRequest::Range(range) => self.kv.range(self.conn.request(range)).await.map(drop),
+            KvRequest::Txn(txn) => self.kv.txn(self.conn.request(txn)).await.map(drop),
+            KvRequest::KeepAlive => self.keep_alive_once().await,
+        }
+    }
+
+    /// Grants the client's lease (`lease-keepalive`), as etcd's tool: TTL 100 s.
+    async fn grant(&mut self) -> Result<(), Error> {
+        let grant = LeaseGrantRequest { ttl: 100, id: 0 };
+        let response = self
+            .lease
+            .lease_grant(self.conn.request(grant))
+            .await
+            .map_err(|status| Error::Setup {
+                what: "lease grant",
+                reason: status_message(&status),
+            })?;
+        self.lease_id = response.into_inner().id;
+        Ok(())
+    }
+
+    /// One keep-alive on a stream of its own, as etcd's `KeepAliveOnce`.
+    async fn keep_alive_once(&mut self) -> Result<(), Status> {
+        let (sender, receiver) = mpsc::channel(1);
+        let request = LeaseKeepAliveRequest { id: self.lease_id };
+        sender
+            .send(request)
+            .await
+            .map_err(|_| Status::internal("keep-alive request stream closed"))?;
+        let mut answers = self
+            .lease
+            .lease_keep_alive(self.conn.request(ReceiverStream::new(receiver)))
+            .await?
+            .into_inner();
+        let answer = answers.message().await?;
+        drop(sender);
+        match answer {
+            Some(answer) if answer.ttl > 0 => Ok(()),
+            Some(_) => Err(Status::not_found("etcdserver: requested lease not found")),
+            None => Err(Status::unavailable(
+                "keep-alive stream ended without an answer",
+            )),
+        }
+    }
 }
 
 /// Sends `spec.total` requests of `workload` from `spec.clients` clients spread over
@@ -162,29 +290,43 @@ pub async fn run_kv(
     spec: LoadSpec,
     progress: ProgressBar,
 ) -> Result<RunResult, Error> {
-    let shared = Arc::new(Mutex::new(Recorder::new()?));
+    let shared = Arc::new(Mutex::new([Recorder::new()?, Recorder::new()?]));
     let next = Arc::new(AtomicU64::new(0));
     let limiter = (spec.rate > 0).then(|| Arc::new(RateLimiter::new(spec.rate, 1)));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for client in 0..usize::try_from(spec.clients).unwrap_or(0) {
-        let Some(conn) = conn_for_client(conns, client) else {
+    let mut clients = Vec::new();
+    for index in 0..usize::try_from(spec.clients).unwrap_or(0) {
+        let Some(conn) = conn_for_client(conns, index) else {
             return Err(Error::InvalidFlag("no connections".to_string()));
         };
-        let conn = conn.clone();
+        let seed = spec.seed.wrapping_add(index as u64);
+        let mut client = Client {
+            keys: workload.chooser(seed),
+            rng: StdRng::seed_from_u64(seed.rotate_left(32)),
+            conn: conn.clone(),
+            kv: KvClient::new(conn.channel.clone())
+                .max_decoding_message_size(usize::MAX)
+                .max_encoding_message_size(usize::MAX),
+            lease: LeaseClient::new(conn.channel.clone()),
+            lease_id: 0,
+        };
+        if matches!(*workload, Workload::LeaseKeepAlive) {
+            client.grant().await?;
+        }
+        clients.push(client);
+    }
+
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for mut client in clients {
         let workload = Arc::clone(&workload);
         let shared = Arc::clone(&shared);
         let next = Arc::clone(&next);
         let limiter = limiter.clone();
         let progress = progress.clone();
-        let mut keys = workload.chooser(spec.seed.wrapping_add(client as u64));
         let total = spec.total;
         tasks.push(tokio::spawn(async move {
-            let mut kv = KvClient::new(conn.channel.clone())
-                .max_decoding_message_size(usize::MAX)
-                .max_encoding_message_size(usize::MAX);
-            let mut latencies: Vec<Duration> = Vec::with_capacity(FLUSH_EVERY);
-            let mut errors: Vec<String> = Vec::new();
+            let mut results: Vec<(Class, Result<Duration, String>)> =
+                Vec::with_capacity(FLUSH_EVERY);
             loop {
                 let index = next.fetch_add(1, Ordering::Relaxed);
                 if index >= total {
@@ -193,41 +335,43 @@ pub async fn run_kv(
                 if let Some(limiter) = &limiter {
                     limiter.wait().await;
                 }
-                let request = workload.request(index, &mut keys);
+                let (class, request) = workload.request(index, &mut client.keys, &mut client.rng);
                 let start = Instant::now();
-                let outcome = match request {
-                    KvRequest::Put(put) => kv.put(conn.request(put)).await.map(drop),
-                    KvRequest::Range(range) => kv.range(conn.request(range)).await.map(drop),
-                    KvRequest::Txn(txn) => kv.txn(conn.request(txn)).await.map(drop),
+                let outcome = client.send(request).await;
+                let result = match outcome {
+                    Ok(()) => Ok(start.elapsed()),
+                    Err(status) => Err(status_message(&status)),
                 };
-                match outcome {
-                    Ok(()) => latencies.push(start.elapsed()),
-                    Err(status) => errors.push(status_message(&status)),
-                }
+                results.push((class, result));
                 progress.inc(1);
-                if latencies.len() + errors.len() >= FLUSH_EVERY {
-                    flush(&shared, &mut latencies, &mut errors);
+                if results.len() >= FLUSH_EVERY {
+                    flush(&shared, &mut results);
                 }
             }
-            flush(&shared, &mut latencies, &mut errors);
+            flush(&shared, &mut results);
         }));
     }
     for task in tasks {
         task.await.map_err(|e| Error::Task(e.to_string()))?;
     }
     let elapsed = started.elapsed();
-    let recorder = shared.lock().clone();
-    Ok(RunResult { recorder, elapsed })
+    let [recorder, writes] = shared.lock().clone();
+    Ok(RunResult {
+        recorder,
+        writes,
+        elapsed,
+    })
 }
 
-/// Moves a client's buffered latencies and errors into the shared recorder.
-fn flush(shared: &Mutex<Recorder>, latencies: &mut Vec<Duration>, errors: &mut Vec<String>) {
-    let mut recorder = shared.lock();
-    for latency in latencies.drain(..) {
-        recorder.record(latency);
-    }
-    for error in errors.drain(..) {
-        recorder.record_error(&error);
+/// Moves a client's buffered results into the shared recorders.
+fn flush(shared: &Mutex<[Recorder; 2]>, results: &mut Vec<(Class, Result<Duration, String>)>) {
+    let mut recorders = shared.lock();
+    for (class, result) in results.drain(..) {
+        let recorder = &mut recorders[class as usize];
+        match result {
+            Ok(latency) => recorder.record(latency),
+            Err(message) => recorder.record_error(&message),
+        }
     }
 }
 
@@ -235,6 +379,41 @@ fn flush(shared: &Mutex<Recorder>, latencies: &mut Vec<Duration>, errors: &mut V
 mod tests {
     use super::*;
     use crate::keys::key;
+
+    #[test]
+    fn txn_mixed_splits_reads_and_writes_by_ratio() {
+        let read = RangeRequest {
+            key: vec![0],
+            range_end: vec![0],
+            limit: 1000,
+            ..Default::default()
+        };
+        let workload = Workload::TxnMixed {
+            key_size: 8,
+            value: vec![1],
+            key_space_size: 10,
+            read: read.clone(),
+            read_fraction: 0.75,
+        };
+        let mut keys = workload.chooser(0);
+        let mut rng = StdRng::seed_from_u64(9);
+        let mut reads = 0;
+        for n in 0..4000 {
+            let (class, KvRequest::Txn(txn)) = workload.request(n, &mut keys, &mut rng) else {
+                panic!("not a txn")
+            };
+            assert_eq!(txn.success.len(), 1);
+            match (&txn.success[0].request, class) {
+                (Some(Request::RequestRange(r)), Class::Main) => {
+                    assert_eq!(r, &read);
+                    reads += 1;
+                }
+                (Some(Request::RequestPut(p)), Class::Write) => assert_eq!(p.key, key(n % 10, 8)),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!((2800..3200).contains(&reads), "{reads} reads");
+    }
 
     fn put_workload(sequential: bool, key_space_size: u64) -> Workload {
         Workload::Put {
@@ -249,8 +428,9 @@ mod tests {
     fn sequential_puts_walk_the_key_space() {
         let workload = put_workload(true, 3);
         let mut keys = workload.chooser(0);
+        let mut rng = StdRng::seed_from_u64(0);
         for n in 0..6 {
-            let KvRequest::Put(put) = workload.request(n, &mut keys) else {
+            let KvRequest::Put(put) = workload.request(n, &mut keys, &mut rng).1 else {
                 panic!("not a put")
             };
             assert_eq!(put.key, key(n % 3, 8));
@@ -262,9 +442,10 @@ mod tests {
     fn random_puts_stay_in_the_key_space() {
         let workload = put_workload(false, 4);
         let mut keys = workload.chooser(42);
+        let mut rng = StdRng::seed_from_u64(0);
         let allowed: Vec<Vec<u8>> = (0..4).map(|i| key(i, 8)).collect();
         for n in 0..100 {
-            let KvRequest::Put(put) = workload.request(n, &mut keys) else {
+            let KvRequest::Put(put) = workload.request(n, &mut keys, &mut rng).1 else {
                 panic!("not a put")
             };
             assert!(allowed.contains(&put.key));
@@ -280,7 +461,8 @@ mod tests {
             ops: 3,
         };
         let mut keys = workload.chooser(0);
-        let KvRequest::Txn(txn) = workload.request(1, &mut keys) else {
+        let mut rng = StdRng::seed_from_u64(0);
+        let KvRequest::Txn(txn) = workload.request(1, &mut keys, &mut rng).1 else {
             panic!("not a txn")
         };
         assert!(txn.compare.is_empty() && txn.failure.is_empty());
@@ -294,7 +476,7 @@ mod tests {
             .collect();
         assert_eq!(written, vec![key(3, 4), key(4, 4), key(0, 4)]);
         // Huge request numbers do not overflow.
-        let KvRequest::Txn(txn) = workload.request(u64::MAX, &mut keys) else {
+        let KvRequest::Txn(txn) = workload.request(u64::MAX, &mut keys, &mut rng).1 else {
             panic!("not a txn")
         };
         assert_eq!(txn.success.len(), 3);
@@ -310,6 +492,10 @@ mod tests {
         };
         let workload = Workload::Range(range.clone());
         let mut keys = workload.chooser(0);
-        assert_eq!(workload.request(7, &mut keys), KvRequest::Range(range));
+        let mut rng = StdRng::seed_from_u64(0);
+        assert_eq!(
+            workload.request(7, &mut keys, &mut rng).1,
+            KvRequest::Range(range)
+        );
     }
 }

@@ -172,7 +172,11 @@ pub async fn run_watch_latency(
     for task in &tasks {
         task.abort();
     }
-    Ok(RunResult { recorder, elapsed })
+    Ok(RunResult {
+        recorder,
+        writes: Recorder::new()?,
+        elapsed,
+    })
 }
 
 /// Creates one watch per watcher on `key` and spawns the task that forwards its events.

@@ -219,6 +219,68 @@ async fn txn_put_command_puts_txn_ops_keys_per_txn() {
 }
 
 #[tokio::test]
+async fn txn_mixed_reports_reads_and_writes_apart() {
+    let fake = Arc::new(FakeEtcd::new(0));
+    let addr = start(Arc::clone(&fake)).await;
+    let args = [
+        "--clients",
+        "4",
+        "txn-mixed",
+        "--rw-ratio",
+        "3",
+        "--key-space-size",
+        "10",
+        "--total",
+        "400",
+    ];
+    let outcome = execute(&cli(addr, &args)).await.unwrap();
+    let reads = fake.txn_ranges.load(Ordering::Relaxed);
+    let writes = fake.txn_puts.load(Ordering::Relaxed);
+    assert_eq!(reads + writes, 400);
+    assert!((240..360).contains(&reads), "{reads} reads");
+    let write_summary = outcome.writes.clone().unwrap();
+    assert_eq!(
+        (outcome.summary.requests, write_summary.requests),
+        (reads, writes)
+    );
+    let text = render(&outcome, OutputFormat::Text, false);
+    assert!(
+        text.starts_with(&format!(
+            "bench with linearizable range\nTotal Read Ops: {reads}\nDetails:\nSummary:"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("Total Write Ops: {writes}\nDetails:\nSummary:")),
+        "{text}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&render(&outcome, OutputFormat::Json, false)).unwrap();
+    assert_eq!(json["command"], "txn-mixed");
+    assert_eq!(json["read"]["requests"], reads);
+    assert_eq!(json["write"]["requests"], writes);
+}
+
+#[tokio::test]
+async fn lease_keepalive_grants_one_lease_per_client_and_keeps_it_alive() {
+    let fake = Arc::new(FakeEtcd::new(0));
+    let addr = start(Arc::clone(&fake)).await;
+    let args = [
+        "--clients",
+        "3",
+        "--conns",
+        "2",
+        "lease-keepalive",
+        "--total",
+        "60",
+    ];
+    let outcome = execute(&cli(addr, &args)).await.unwrap();
+    assert_eq!(fake.grants.load(Ordering::Relaxed), 3);
+    assert_eq!(fake.keep_alives.load(Ordering::Relaxed), 60);
+    assert_eq!((outcome.summary.requests, outcome.summary.errors), (60, 0));
+}
+
+#[tokio::test]
 async fn inconsistent_flags_are_errors_before_any_request() {
     let fake = Arc::new(FakeEtcd::new(0));
     let addr = start(Arc::clone(&fake)).await;

@@ -9,12 +9,16 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use etcd_proto::etcdserverpb::kv_server::{Kv, KvServer};
+use etcd_proto::etcdserverpb::lease_server::{Lease, LeaseServer};
+use etcd_proto::etcdserverpb::request_op::Request as Op;
 use etcd_proto::etcdserverpb::watch_request::RequestUnion;
 use etcd_proto::etcdserverpb::watch_server::{Watch, WatchServer};
 use etcd_proto::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
-    PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
-    WatchRequest, WatchResponse,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
+    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
+    LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, PutRequest, PutResponse, RangeRequest,
+    RangeResponse, ResponseHeader, TxnRequest, TxnResponse, WatchRequest, WatchResponse,
 };
 use etcd_proto::mvccpb::{Event, KeyValue};
 use etcd_proto::tonic::{self, Request, Response, Status, Streaming};
@@ -33,6 +37,12 @@ pub struct FakeEtcd {
     pub txns: AtomicU64,
     /// Put operations inside txns.
     pub txn_puts: AtomicU64,
+    /// Range operations inside txns.
+    pub txn_ranges: AtomicU64,
+    /// Leases granted.
+    pub grants: AtomicU64,
+    /// Keep-alives answered.
+    pub keep_alives: AtomicU64,
     /// Every `fail_every`th put fails (0: none).
     fail_every: u64,
     /// The last range request seen.
@@ -48,6 +58,9 @@ impl FakeEtcd {
             ranges: AtomicU64::new(0),
             txns: AtomicU64::new(0),
             txn_puts: AtomicU64::new(0),
+            txn_ranges: AtomicU64::new(0),
+            grants: AtomicU64::new(0),
+            keep_alives: AtomicU64::new(0),
             fail_every,
             last_range: parking_lot::Mutex::new(None),
             events: broadcast::channel(1024).0,
@@ -71,6 +84,7 @@ pub async fn start(fake: Arc<FakeEtcd>) -> SocketAddr {
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(KvServer::from_arc(Arc::clone(&fake)))
+            .add_service(LeaseServer::from_arc(Arc::clone(&fake)))
             .add_service(WatchServer::from_arc(fake))
             .serve_with_incoming(TcpListenerStream::new(listener)),
     );
@@ -113,8 +127,13 @@ impl Kv for FakeEtcd {
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         self.txns.fetch_add(1, Ordering::Relaxed);
-        let ops = request.into_inner().success.len() as u64;
-        self.txn_puts.fetch_add(ops, Ordering::Relaxed);
+        for op in request.into_inner().success {
+            match op.request {
+                Some(Op::RequestPut(_)) => self.txn_puts.fetch_add(1, Ordering::Relaxed),
+                Some(Op::RequestRange(_)) => self.txn_ranges.fetch_add(1, Ordering::Relaxed),
+                _ => 0,
+            };
+        }
         let revision = self.revision.fetch_add(1, Ordering::Relaxed) + 1;
         Ok(Response::new(TxnResponse {
             header: Self::header(revision),
@@ -181,5 +200,68 @@ impl Watch for FakeEtcd {
             }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+#[tonic::async_trait]
+impl Lease for FakeEtcd {
+    async fn lease_grant(
+        &self,
+        request: Request<LeaseGrantRequest>,
+    ) -> Result<Response<LeaseGrantResponse>, Status> {
+        let id = self.grants.fetch_add(1, Ordering::Relaxed) as i64 + 1;
+        Ok(Response::new(LeaseGrantResponse {
+            header: Self::header(1),
+            id,
+            ttl: request.into_inner().ttl,
+            error: String::new(),
+        }))
+    }
+
+    async fn lease_revoke(
+        &self,
+        _request: Request<LeaseRevokeRequest>,
+    ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    type LeaseKeepAliveStream = ReceiverStream<Result<LeaseKeepAliveResponse, Status>>;
+
+    async fn lease_keep_alive(
+        &self,
+        request: Request<Streaming<LeaseKeepAliveRequest>>,
+    ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        let mut requests = request.into_inner();
+        let granted = self.grants.load(Ordering::Relaxed) as i64;
+        self.keep_alives.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(async move {
+            while let Ok(Some(keep_alive)) = requests.message().await {
+                let known = keep_alive.id >= 1 && keep_alive.id <= granted;
+                let answer = LeaseKeepAliveResponse {
+                    header: FakeEtcd::header(1),
+                    id: keep_alive.id,
+                    ttl: if known { 100 } else { 0 },
+                };
+                if tx.send(Ok(answer)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        _request: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn lease_leases(
+        &self,
+        _request: Request<LeaseLeasesRequest>,
+    ) -> Result<Response<LeaseLeasesResponse>, Status> {
+        Err(Status::unimplemented("not in the fake"))
     }
 }

@@ -65,6 +65,11 @@ pub struct GlobalArgs {
           default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub precise: bool,
 
+    /// Sample requests for every second ('true' to print a per-second table)
+    #[arg(long, global = true, num_args = 0..=1, require_equals = true,
+          default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub sample: bool,
+
     /// Dial timeout for client connections (Go duration, e.g. 5s, 500ms; 0 = 5s)
     #[arg(long, global = true, default_value = "0s", value_parser = parse_go_duration)]
     pub dial_timeout: Duration,
@@ -358,7 +363,7 @@ mod tests {
         let cli = parse(&["put"]).unwrap();
         assert_eq!(cli.global.endpoints, vec!["127.0.0.1:2379"]);
         assert_eq!((cli.global.conns, cli.global.clients), (1, 1));
-        assert!(!cli.global.precise && !cli.global.target_leader);
+        assert!(!cli.global.precise && !cli.global.target_leader && !cli.global.sample);
         assert_eq!(cli.global.format(), OutputFormat::Text);
         let Command::Put(put) = cli.command else {
             panic!("not put")

@@ -48,6 +48,7 @@ pub mod keys;
 pub mod limiter;
 pub mod report;
 pub mod run;
+pub mod sample;
 pub mod watch_latency;
 
 use std::io::IsTerminal;
@@ -179,6 +180,7 @@ pub async fn execute(cli: &Cli) -> Result<Outcome, Error> {
                 clients: global.clients,
                 key_size: to_usize(watch.key_size)?,
                 val_size: to_usize(watch.val_size)?,
+                sample: global.sample,
             };
             // The watchers' connections, then one more for the puts, as etcd's tool.
             let mut conns = conn::connect_global(global, global.conns.saturating_add(1)).await?;
@@ -206,6 +208,7 @@ pub async fn execute(cli: &Cli) -> Result<Outcome, Error> {
         total,
         rate,
         seed,
+        sample: global.sample,
     };
     let result = run_kv(&conns, Arc::new(workload), spec, progress.clone()).await;
     progress.finish_and_clear();

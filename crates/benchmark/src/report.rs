@@ -15,6 +15,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use crate::error::Error;
+use crate::sample::{Samples, SecondPoint};
 
 /// The percentiles etcd's report prints, in percent.
 pub const PERCENTILES: [f64; 8] = [10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.9];
@@ -44,6 +45,7 @@ pub struct Recorder {
     slowest_ns: u64,
     errors: BTreeMap<String, u64>,
     other_errors: u64,
+    samples: Option<Samples>,
 }
 
 impl Recorder {
@@ -60,12 +62,29 @@ impl Recorder {
             slowest_ns: 0,
             errors: BTreeMap::new(),
             other_errors: 0,
+            samples: None,
         })
+    }
+
+    /// An empty recorder that also keeps per-second samples (`--sample`).
+    pub fn with_samples() -> Result<Self, Error> {
+        let mut recorder = Recorder::new()?;
+        recorder.samples = Some(Samples::default());
+        Ok(recorder)
     }
 
     /// Records the latency of one successful request.
     pub fn record(&mut self, latency: Duration) {
+        self.record_at(latency, None);
+    }
+
+    /// Records the latency of one successful request that started in `unix_second`
+    /// (counted in the samples if this recorder keeps them).
+    pub fn record_at(&mut self, latency: Duration, unix_second: Option<i64>) {
         let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        if let (Some(samples), Some(second)) = (&mut self.samples, unix_second) {
+            samples.add(second, ns);
+        }
         self.histogram.saturating_record(ns);
         self.count += 1;
         let x = ns as f64;
@@ -114,6 +133,9 @@ impl Recorder {
             }
         }
         self.other_errors += other.other_errors;
+        if let (Some(mine), Some(theirs)) = (&mut self.samples, &other.samples) {
+            mine.merge(theirs);
+        }
         Ok(())
     }
 
@@ -148,6 +170,7 @@ impl Recorder {
             rps,
             latency,
             error_distribution: errors,
+            samples: self.samples.as_ref().map(Samples::series),
         }
     }
 
@@ -234,6 +257,8 @@ pub struct Summary {
     pub latency: Option<Latency>,
     /// `(message, count)` of failed requests, at most [`MAX_DISTINCT_ERRORS`] + 1 rows.
     pub error_distribution: Vec<(String, u64)>,
+    /// `(unix second, point)` rows when `--sample` was given.
+    pub samples: Option<Vec<(i64, SecondPoint)>>,
 }
 
 impl Summary {
@@ -275,6 +300,10 @@ impl Summary {
                     let _ = writeln!(s, "  {}% in {}.", go_format_g(*percent), secs(*value));
                 }
             }
+            if let Some(series) = &self.samples {
+                s.push_str(&crate::sample::to_text(series));
+                s.push('\n');
+            }
         }
         if !self.error_distribution.is_empty() {
             s.push_str("\nError distribution:\n");
@@ -311,6 +340,21 @@ impl Summary {
             .map(|(message, count)| serde_json::json!({"message": message, "count": count}))
             .collect();
         object.insert("error_messages".into(), errors.into());
+        if let Some(series) = &self.samples {
+            let rows: Vec<serde_json::Value> = series
+                .iter()
+                .map(|(second, point)| {
+                    serde_json::json!({
+                        "unix_second": second,
+                        "min_ms": point.min_ns as f64 / 1e6,
+                        "avg_ms": point.avg_ns() as f64 / 1e6,
+                        "max_ms": point.max_ns as f64 / 1e6,
+                        "requests": point.count,
+                    })
+                })
+                .collect();
+            object.insert("samples".into(), rows.into());
+        }
         serde_json::Value::Object(object)
     }
 }
@@ -516,6 +560,31 @@ mod tests {
         r.record_error("connection refused");
         let text = r.summary(ms(1)).to_text(false);
         assert_eq!(text, "\nError distribution:\n  [1]\tconnection refused\n");
+    }
+
+    #[test]
+    fn samples_follow_the_distribution_when_asked_for() {
+        let mut r = Recorder::with_samples().unwrap();
+        r.record_at(ms(2), Some(10));
+        r.record_at(ms(4), Some(11));
+        let mut other = Recorder::with_samples().unwrap();
+        other.record_at(ms(6), Some(11));
+        r.merge(&other).unwrap();
+        let summary = r.summary(Duration::from_secs(2));
+        let text = summary.to_text(false);
+        assert!(
+            text.ends_with("\n10,2ms,2ms,2ms,1\n11,4ms,5ms,6ms,2\n\n"),
+            "{text}"
+        );
+        let json = summary.to_json("put");
+        assert_eq!(json["samples"][1]["requests"], 2);
+        assert_eq!(json["samples"][1]["avg_ms"], 5.0);
+        assert!(Recorder::new()
+            .unwrap()
+            .summary(ms(1))
+            .to_json("put")
+            .get("samples")
+            .is_none());
     }
 
     #[test]

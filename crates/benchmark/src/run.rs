@@ -9,7 +9,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use etcd_proto::etcdserverpb::kv_client::KvClient;
 use etcd_proto::etcdserverpb::lease_client::LeaseClient;
@@ -198,6 +198,8 @@ pub struct LoadSpec {
     pub rate: u64,
     /// Seed of the clients' key choices (client `c` uses `seed + c`).
     pub seed: u64,
+    /// Keep per-second samples (`--sample`).
+    pub sample: bool,
 }
 
 /// Which report a request's result goes to.
@@ -290,7 +292,14 @@ pub async fn run_kv(
     spec: LoadSpec,
     progress: ProgressBar,
 ) -> Result<RunResult, Error> {
-    let shared = Arc::new(Mutex::new([Recorder::new()?, Recorder::new()?]));
+    let new_recorder = || {
+        if spec.sample {
+            Recorder::with_samples()
+        } else {
+            Recorder::new()
+        }
+    };
+    let shared = Arc::new(Mutex::new([new_recorder()?, new_recorder()?]));
     let next = Arc::new(AtomicU64::new(0));
     let limiter = (spec.rate > 0).then(|| Arc::new(RateLimiter::new(spec.rate, 1)));
     let mut clients = Vec::new();
@@ -324,9 +333,9 @@ pub async fn run_kv(
         let limiter = limiter.clone();
         let progress = progress.clone();
         let total = spec.total;
+        let sample = spec.sample;
         tasks.push(tokio::spawn(async move {
-            let mut results: Vec<(Class, Result<Duration, String>)> =
-                Vec::with_capacity(FLUSH_EVERY);
+            let mut results: Vec<Sent> = Vec::with_capacity(FLUSH_EVERY);
             loop {
                 let index = next.fetch_add(1, Ordering::Relaxed);
                 if index >= total {
@@ -336,13 +345,18 @@ pub async fn run_kv(
                     limiter.wait().await;
                 }
                 let (class, request) = workload.request(index, &mut client.keys, &mut client.rng);
+                let second = sample.then(unix_second);
                 let start = Instant::now();
                 let outcome = client.send(request).await;
                 let result = match outcome {
                     Ok(()) => Ok(start.elapsed()),
                     Err(status) => Err(status_message(&status)),
                 };
-                results.push((class, result));
+                results.push(Sent {
+                    class,
+                    second,
+                    result,
+                });
                 progress.inc(1);
                 if results.len() >= FLUSH_EVERY {
                     flush(&shared, &mut results);
@@ -363,16 +377,31 @@ pub async fn run_kv(
     })
 }
 
+/// The result of one request, buffered by its client.
+struct Sent {
+    class: Class,
+    /// The unix second it started in, when sampling.
+    second: Option<i64>,
+    result: Result<Duration, String>,
+}
+
 /// Moves a client's buffered results into the shared recorders.
-fn flush(shared: &Mutex<[Recorder; 2]>, results: &mut Vec<(Class, Result<Duration, String>)>) {
+fn flush(shared: &Mutex<[Recorder; 2]>, results: &mut Vec<Sent>) {
     let mut recorders = shared.lock();
-    for (class, result) in results.drain(..) {
-        let recorder = &mut recorders[class as usize];
-        match result {
-            Ok(latency) => recorder.record(latency),
+    for sent in results.drain(..) {
+        let recorder = &mut recorders[sent.class as usize];
+        match sent.result {
+            Ok(latency) => recorder.record_at(latency, sent.second),
             Err(message) => recorder.record_error(&message),
         }
     }
+}
+
+/// The current unix second (0 if the clock is before 1970).
+pub fn unix_second() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use crate::error::Error;
 use crate::keys::random_value;
 use crate::limiter::RateLimiter;
 use crate::report::Recorder;
-use crate::run::RunResult;
+use crate::run::{unix_second, RunResult};
 
 /// How long to wait for every watcher's event after a put.
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -59,6 +59,8 @@ pub struct WatchLatencySpec {
     pub key_size: usize,
     /// Bytes of the value put.
     pub val_size: usize,
+    /// Keep per-second samples (`--sample`).
+    pub sample: bool,
 }
 
 /// Opens the watchers on `conns`, puts on `put_conn`, and measures.
@@ -94,7 +96,11 @@ pub async fn run_watch_latency(
     }
     drop(arrivals_tx);
 
-    let mut recorder = Recorder::new()?;
+    let mut recorder = if spec.sample {
+        Recorder::with_samples()?
+    } else {
+        Recorder::new()?
+    };
     let mut kv = KvClient::new(put_conn.channel.clone());
     let limiter = RateLimiter::new(spec.put_rate, spec.put_rate);
     let mut closed: Vec<Option<String>> = vec![None; watchers];
@@ -119,6 +125,7 @@ pub async fn run_watch_latency(
             }
         };
         let put_answered = Instant::now();
+        let second = spec.sample.then(unix_second);
         seen.iter_mut().for_each(|s| *s = false);
         let mut waiting = closed.iter().filter(|c| c.is_none()).count();
         let deadline = tokio::time::Instant::from(put_answered + EVENT_TIMEOUT);
@@ -140,7 +147,7 @@ pub async fn run_watch_latency(
                     {
                         seen[watcher] = true;
                         waiting -= 1;
-                        recorder.record(at.saturating_duration_since(put_answered));
+                        recorder.record_at(at.saturating_duration_since(put_answered), second);
                     }
                 }
                 Arrival::Closed { watcher, reason } => {

@@ -50,6 +50,7 @@ async fn core_loop_sends_exactly_total_requests_over_all_clients() {
         total: 500,
         rate: 0,
         seed: 1,
+        sample: false,
     };
     let result = run_kv(
         &conns,
@@ -77,6 +78,7 @@ async fn failed_requests_are_counted_with_their_message() {
         total: 300,
         rate: 0,
         seed: 2,
+        sample: false,
     };
     let result = run_kv(
         &conns,
@@ -104,6 +106,7 @@ async fn rate_caps_requests_per_second_over_all_clients() {
         total: 21,
         rate: 100,
         seed: 3,
+        sample: false,
     };
     let result = run_kv(
         &conns,
@@ -161,6 +164,22 @@ async fn put_command_reports_in_etcds_format() {
         serde_json::from_str(&render(&outcome, OutputFormat::Json, false)).unwrap();
     assert_eq!(json["requests"], 200);
     assert_eq!(json["errors"], 0);
+}
+
+#[tokio::test]
+async fn sample_adds_a_per_second_table() {
+    let fake = Arc::new(FakeEtcd::new(0));
+    let addr = start(Arc::clone(&fake)).await;
+    let outcome = execute(&cli(addr, &["--sample", "put", "--total", "50"]))
+        .await
+        .unwrap();
+    let text = render(&outcome, OutputFormat::Text, false);
+    assert!(
+        text.contains("\nSample in one second (unix latency throughput):\n"),
+        "{text}"
+    );
+    let series = outcome.summary.samples.unwrap();
+    assert_eq!(series.iter().map(|(_, p)| p.count).sum::<u64>(), 50);
 }
 
 #[tokio::test]

@@ -40,6 +40,7 @@ pub enum OutputFormat {
 
 /// Flags of every subcommand (etcd's persistent flags).
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global Options")]
 pub struct GlobalArgs {
     /// gRPC endpoints, comma-separated; `host:port` or `http://host:port`
     #[arg(

@@ -14,8 +14,20 @@
 //!     put --total 100000 --key-size 8 --val-size 256 --key-space-size 100000 --sequential-keys
 //! benchmark --clients 50 range foo --consistency s --total 20000
 //! benchmark --json txn-put --txn-ops 4 --key-space-size 1000 --total 5000
+//! benchmark --clients 8 txn-mixed --rw-ratio 4 --key-space-size 1000 --total 10000
+//! benchmark --clients 10 lease-keepalive --total 10000
 //! benchmark --clients 10 watch-latency --total 1000 --put-rate 100
 //! ```
+//!
+//! Global flags (before or after the subcommand): `--endpoints` (default
+//! `127.0.0.1:2379`, `host:port` or `http://host:port`, comma-separated), `--conns` (1),
+//! `--clients` (1), `--precise`, `--sample`, `--dial-timeout` (Go duration),
+//! `--target-leader`, `--user name:password`, `--output text|json`, `--json`,
+//! `--no-progress`. Each subcommand has its own `--total` (default 10000) and, as in
+//! etcd, `--rate` (0 = unlimited), `--key-size`/`--val-size` (8, or 32 for
+//! watch-latency), `--key-space-size` (1), `--sequential-keys` (put), `--txn-ops` (txn-put),
+//! `--consistency l|s`, `--limit`, `--count-only`, `--keys-only`, `--prefix` (range),
+//! `--rw-ratio`, `--limit`, `--end-key` (txn-mixed), `--put-rate` (watch-latency).
 //!
 //! The text report is etcd's: `Summary:` (Total, Slowest, Fastest, Average, Stddev in
 //! seconds, Requests/sec), a 11-row response time histogram, the latency distribution at
@@ -24,7 +36,10 @@
 //! `command`, `total_secs`, `requests` (successful), `errors` (failed), `rps`
 //! (successful per second), `fastest_ms`, `slowest_ms`, `average_ms`, `stddev_ms`,
 //! `p10_ms`, `p25_ms`, `p50_ms`, `p75_ms`, `p90_ms`, `p95_ms`, `p99_ms`, `p999_ms` (null
-//! when no request succeeded) and `error_messages` (`[{message, count}]`).
+//! when no request succeeded), `error_messages` (`[{message, count}]`) and, with
+//! `--sample`, `samples` (`[{unix_second, min_ms, avg_ms, max_ms, requests}]`). For
+//! `txn-mixed`, whose text report has a part for reads and one for writes as etcd's,
+//! the object is `{command, read: {...}, write: {...}}`.
 //!
 //! Latencies go into an HDR histogram (3 significant digits); fastest, slowest, average
 //! and stddev are exact. A progress bar shows on stderr when it is a terminal.

@@ -376,6 +376,38 @@ fn term_zero_append_cannot_make_a_candidate_step_back_in_term() {
 }
 
 #[test]
+fn learner_with_a_newer_term_answers_a_stale_leader_without_pre_vote() {
+    // Without PreVote and CheckQuorum a node ahead in term makes the leader catch up
+    // by campaigning; a learner cannot, so it must answer the stale appends instead.
+    let cs = ConfState {
+        voters: vec![1, 2, 3],
+        learners: vec![4],
+        ..Default::default()
+    };
+    let unguarded = Config {
+        pre_vote: false,
+        check_quorum: false,
+        ..cfg()
+    };
+    let mut c = Cluster::new();
+    for id in 1..=4 {
+        c.add_node(id, unguarded.clone(), cs.clone());
+    }
+    c.raw(1).campaign().unwrap();
+    assert!(c.stabilize(100));
+    let t = term(&mut c, 1);
+    let mut v = msg(2, 4, MessageType::MsgVote, t + 1);
+    (v.index, v.log_term) = (0, 0);
+    c.raw(4).step(v).unwrap();
+    assert_eq!(term(&mut c, 4), t + 1);
+    c.network.clear();
+    c.raw(1).tick();
+    c.stabilize(100);
+    assert!(term(&mut c, 1) > t, "the leader learned the newer term");
+    assert_sane_and_live(&mut c);
+}
+
+#[test]
 fn vote_requests_without_a_term_are_refused() {
     // Answering one would build a vote response of term 0 (an assertion).
     let mut c = led_cluster(false);

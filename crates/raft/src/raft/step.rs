@@ -64,11 +64,14 @@ impl<S: Storage> Raft<S> {
                 _ => self.become_follower(m.term, INVALID_ID),
             }
         } else if m.term < self.term {
-            if (self.check_quorum || self.pre_vote)
+            // A stale leader (e.g. after a partition) learns the new term from this
+            // response and steps down. Without CheckQuorum and PreVote our own vote
+            // requests would carry the term instead, but a node that cannot campaign
+            // (a learner that once voted) sends none: without the response it would
+            // ignore the stale leader, and the leader it, forever.
+            if (self.check_quorum || self.pre_vote || !self.promotable())
                 && matches!(t, MessageType::MsgHeartbeat | MessageType::MsgApp)
             {
-                // A stale leader (e.g. after a partition) learns the new term from
-                // this response and steps down.
                 self.send(msg(m.from, MessageType::MsgAppResp));
             } else if t == MessageType::MsgPreVote {
                 let mut r = msg(m.from, MessageType::MsgPreVoteResp);

@@ -149,7 +149,7 @@ impl Checker {
     ) -> Result<bool, String> {
         let r = raw.raft();
         let term = r.term;
-        let mut view = self.nodes.remove(&id).unwrap_or_default();
+        let mut view = std::mem::take(self.nodes.entry(id).or_default());
         let res = (|| {
             if let Some(from) = changed {
                 if !self.update_log(id, &mut view, raw, from, anchor_unseen)? {
@@ -172,7 +172,9 @@ impl Checker {
             }
             Ok(true)
         })();
-        self.nodes.insert(id, view);
+        if let Some(slot) = self.nodes.get_mut(&id) {
+            *slot = view;
+        }
         res
     }
 

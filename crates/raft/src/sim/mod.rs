@@ -422,6 +422,41 @@ impl Sim {
         self.log(format!("conf change at {l}: {changes:?}: {r:?}"));
     }
 
+    /// Handles every `Ready` and delivers every message (nothing lost) until the
+    /// cluster is quiet, at most `max_rounds` rounds, checking the invariants after
+    /// each `Ready` and each delivery (as `Cluster::stabilize` does, checked).
+    fn settle(&mut self, max_rounds: usize) -> Result<(), String> {
+        for _ in 0..max_rounds {
+            let ids: Vec<u64> = self.cluster.nodes.keys().copied().collect();
+            let mut busy = false;
+            for id in ids {
+                for _ in 0..8 {
+                    let Some(tr) = self.cluster.process_ready(id) else {
+                        break;
+                    };
+                    busy = true;
+                    for rs in tr.read_states {
+                        self.check_read(rs.index, &rs.request_ctx);
+                    }
+                    self.checker.check(&mut self.cluster)?;
+                }
+            }
+            let msgs = std::mem::take(&mut self.cluster.network);
+            busy |= !msgs.is_empty();
+            for m in msgs {
+                self.cluster.deliver(m);
+                self.checker.check(&mut self.cluster)?;
+            }
+            if let Some(reason) = self.read_failure.clone() {
+                return Err(reason);
+            }
+            if !busy {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// Restarts every crashed member of the latest applied configuration and stops
     /// every node outside it, as etcd stops a member once it is removed. (A removed
     /// node that missed its removal still thinks it votes; without PreVote and
@@ -468,9 +503,9 @@ impl Sim {
             self.heal_members();
             for id in self.live_ids() {
                 self.cluster.raw(id).tick();
+                self.checker.check(&mut self.cluster)?;
             }
-            self.cluster.stabilize(50);
-            self.checker.check(&mut self.cluster)?;
+            self.settle(50)?;
             let Some(l) = self.cluster.leader() else {
                 continue;
             };

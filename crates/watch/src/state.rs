@@ -101,7 +101,7 @@ impl Inner {
                 next_id: 0,
                 progress_requested: false,
                 progress_period,
-                next_progress: now.checked_add(progress_period).unwrap_or(now),
+                next_progress: after(now, progress_period),
             },
         );
         sid
@@ -352,7 +352,7 @@ impl Inner {
         if now < s.next_progress {
             return;
         }
-        s.next_progress = now.checked_add(s.progress_period).unwrap_or(now);
+        s.next_progress = after(now, s.progress_period);
         for (&id, h) in &s.ids {
             let Some(w) = watchers.get_mut(h) else {
                 continue;
@@ -381,4 +381,13 @@ fn compacted_response(id: i64, compact: i64, current: i64) -> WatchResponse {
         canceled: true,
         ..Default::default()
     }
+}
+
+/// The longest progress period honoured as such (about 100 years): longer ones mean
+/// "never" without overflowing `Instant`.
+const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
+/// `now + period`, saturating at [`FAR_FUTURE`] from now.
+fn after(now: Instant, period: Duration) -> Instant {
+    now.checked_add(period.min(FAR_FUTURE)).unwrap_or(now)
 }

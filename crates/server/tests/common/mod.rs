@@ -45,13 +45,23 @@ pub struct Member {
 
 impl Member {
     fn spawn(spec: &MemberSpec, initial_cluster: &str, extra: &[String]) -> Child {
+        // ETCD_TEST_BINARY runs the same tests against another etcd (e.g. the reference
+        // etcd from Debian's package, /usr/bin/etcd), to compare behaviour.
+        let binary = std::env::var_os("ETCD_TEST_BINARY")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_etcd")));
+        let logger: &[&str] = if std::env::var_os("ETCD_TEST_BINARY").is_some() {
+            &[]
+        } else {
+            &["--logger", "text"]
+        };
         let log = spec.data_dir.with_extension("log");
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
             .expect("open member log");
-        Command::new(env!("CARGO_BIN_EXE_etcd"))
+        Command::new(binary)
             .arg("--name")
             .arg(&spec.name)
             .arg("--data-dir")
@@ -70,8 +80,7 @@ impl Member {
             .arg("50")
             .arg("--election-timeout")
             .arg("500")
-            .arg("--logger")
-            .arg("text")
+            .args(logger)
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -285,11 +285,16 @@ impl Lease for LeaseService {
             self.shared.fill_header(&mut resp.header);
             return Ok(Response::new(resp));
         }
-        let ttl = self
-            .shared
-            .lessor()
-            .time_to_live(r.id, r.keys)
-            .ok_or(ServerError::Etcd(EtcdError::LeaseNotFound))?;
+        let Some(ttl) = self.shared.lessor().time_to_live(r.id, r.keys) else {
+            // etcd answers an unknown lease with TTL -1, not an error.
+            return Ok(Response::new(LeaseTimeToLiveResponse {
+                header: self.shared.header(),
+                id: r.id,
+                ttl: -1,
+                granted_ttl: 0,
+                keys: Vec::new(),
+            }));
+        };
         Ok(Response::new(LeaseTimeToLiveResponse {
             header: self.shared.header(),
             id: ttl.id,

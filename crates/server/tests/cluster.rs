@@ -221,6 +221,9 @@ async fn all_members_killed_and_restarted_lose_no_acknowledged_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_down_past_a_snapshot_catches_up_by_snapshot() {
+    if common::against_other_etcd() {
+        return; // etcd 3.4 has no --snapshot-catchup-entries, and the check reads our log
+    }
     let mut cluster = Cluster::start_with(
         3,
         &["--snapshot-count", "20", "--snapshot-catchup-entries", "5"],
@@ -260,7 +263,7 @@ async fn a_follower_down_past_a_snapshot_catches_up_by_snapshot() {
         }
     })
     .await;
-    // The data arrived by snapshot, not by replaying the (compacted) log.
+    // The data arrived by snapshot, not by replaying the (compacted) log (our log line).
     let member = &cluster.members[lagging];
     eventually(LIMIT, || {
         let log = member.log();
@@ -314,7 +317,7 @@ async fn without_quorum_writes_time_out_and_require_leader_fails_fast() {
     let started = std::time::Instant::now();
     let err = c.put("k", "v", None).await.unwrap_err();
     let status = common::status_of(err);
-    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
     assert!(
         status.message() == "etcdserver: request timed out"
             || status.message()

@@ -11,6 +11,12 @@ use std::time::{Duration, Instant};
 
 use etcd_client::{Client, ConnectOptions};
 
+/// True when the tests run against another etcd (`ETCD_TEST_BINARY`): tests of our
+/// own internals (log lines, data directory layout) are skipped then.
+pub fn against_other_etcd() -> bool {
+    std::env::var_os("ETCD_TEST_BINARY").is_some()
+}
+
 /// A free loopback port (bound, then released for the child to take).
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");

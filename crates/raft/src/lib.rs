@@ -16,7 +16,8 @@
 //! quorum of current-term entries only, bounds on uncommitted bytes and on committed
 //! bytes per `Ready`, snapshots, membership changes (single v1 changes and v2 joint
 //! consensus with learners), leadership transfer, ReadIndex (Safe and LeaseBased), and
-//! proposal forwarding. [`sim`] is a deterministic cluster simulator used by the tests.
+//! proposal forwarding. [`sim`] is a deterministic cluster simulator used by the tests
+//! (`cargo xtask sim --seeds N` runs it over many seeds in release mode).
 //!
 //! # Panics
 //!

@@ -43,7 +43,11 @@ const MAX_CONCURRENT_REVOKES: usize = 16;
 const STREAM_BUFFER: usize = 128;
 
 /// Adds the Lease and Watch services to the client router.
-pub(crate) fn add_services(router: Router, shared: &Arc<Shared>, max_bytes: usize) -> Router {
+pub(crate) fn add_services<L>(
+    router: Router<L>,
+    shared: &Arc<Shared>,
+    max_bytes: usize,
+) -> Router<L> {
     router
         .add_service(
             LeaseServer::new(LeaseService {

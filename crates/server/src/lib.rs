@@ -16,6 +16,7 @@ pub mod compactor;
 pub mod config;
 pub mod errors;
 pub mod grpc;
+pub mod http;
 pub mod ids;
 pub mod kv;
 mod lease_watch;

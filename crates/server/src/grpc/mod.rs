@@ -35,6 +35,8 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener) -> Result<(), Str
     let mut stopping = shared.stopping();
     let router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        .accept_http1(true)
+        .layer(crate::http::HttpLayer::new(shared.clone()))
         .add_service(
             KvServer::new(KvService::new(shared.clone()))
                 .max_decoding_message_size(max)

@@ -31,6 +31,14 @@ pub enum TransportError {
     /// The transport was stopped.
     #[error("transport is stopped")]
     Stopped,
+    /// A call to a peer failed.
+    #[error("peer {url}: {reason}")]
+    Remote {
+        /// The peer URL called.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 /// A handler's refusal to take a message or snapshot; the sender sees it as a gRPC

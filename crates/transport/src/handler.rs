@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+use etcd_proto::rafthttppb::MembersResponse;
 use etcd_proto::raftpb::Message;
 
 use crate::error::HandlerError;
@@ -31,6 +32,17 @@ pub trait Raft: Send + Sync + 'static {
     fn receive_snapshot(&self, m: Message, staged: StagedSnapshot) -> Result<(), HandlerError>;
     /// Whether `id` was removed from the cluster (its messages are refused).
     fn is_id_removed(&self, id: u64) -> bool;
+    /// Peer `by` refused this member's messages because it was removed from the cluster
+    /// (a `PermissionDenied` answer). The member should stop, as etcd's does. Called at
+    /// most once per refused attempt; the default ignores it.
+    fn report_removed(&self, by: u64) {
+        let _ = by;
+    }
+    /// The cluster id and members, served to members that join (`Members` call); `None`
+    /// (the default) answers `Unavailable`.
+    fn members(&self) -> Option<MembersResponse> {
+        None
+    }
 }
 
 /// One file of a staged snapshot.

@@ -14,7 +14,10 @@
 //! CRC32C; the receiver stages the files under its staging directory, verifies them and
 //! calls [`Raft::receive_snapshot`], and the sender reports `report_snapshot(to, ok)`.
 //! Every call carries the cluster id and both member ids as metadata; calls from another
-//! cluster, from removed members, or for another member are refused. The transport knows
+//! cluster, from removed members, or for another member are refused, and a member
+//! refused as removed hears it ([`Raft::report_removed`]). [`fetch_members`] asks a
+//! running member for the cluster id and member list (a joining member's first step;
+//! served from [`Raft::members`]). The transport knows
 //! nothing about raft's state machine: it moves `raftpb::Message`s and files.
 //!
 //! ```no_run
@@ -57,6 +60,7 @@
 mod config;
 mod error;
 mod handler;
+mod members;
 mod metadata;
 mod peer;
 mod pipeline;
@@ -74,6 +78,7 @@ pub use config::{
 };
 pub use error::{HandlerError, TransportError};
 pub use handler::{Raft, StagedFile, StagedSnapshot};
+pub use members::fetch_members;
 pub use metadata::{CLUSTER_ID_HEADER, FROM_HEADER, STREAM_KIND_HEADER, TO_HEADER};
 pub use snapshot::SnapshotSource;
 pub use stats::{BufferStats, PeerStats, RttHistogram, RTT_BUCKETS_SECONDS};

@@ -94,7 +94,9 @@ impl Gate {
         Ok(id)
     }
 
-    /// Refuses a sender that was removed from the cluster.
+    /// Refuses a sender that was removed from the cluster, with `PermissionDenied`: the
+    /// one status code that tells a sender it was removed (it calls
+    /// [`Raft::report_removed`] on it), so nothing else may answer with it.
     pub(crate) fn check_removed(&self, from: u64, raft: &dyn Raft) -> Result<(), Status> {
         if raft.is_id_removed(from) {
             tracing::warn!(local_member_id = %format!("{:x}", self.local_id),

@@ -83,6 +83,17 @@ impl PeerShared {
         Ok(())
     }
 
+    /// Looks at a refusal from the peer: `PermissionDenied` means this member was removed
+    /// from the cluster, which the handler hears (it should stop the member).
+    pub(crate) fn check_refusal(&self, status: &tonic::Status) {
+        if status.code() == tonic::Code::PermissionDenied {
+            tracing::warn!(local_member_id = %format!("{:x}", self.identity.from),
+                remote_peer_id = %format!("{:x}", self.id), reason = status.message(),
+                "peer refused this member as removed from the cluster");
+            self.raft.report_removed(self.id);
+        }
+    }
+
     /// Reports a message that will not be delivered.
     pub(crate) fn report_dropped(&self, m: &Message) {
         self.counters.failed(1);

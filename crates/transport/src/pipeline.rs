@@ -61,6 +61,7 @@ async fn post(shared: Arc<PeerShared>, m: Message, permit: OwnedSemaphorePermit)
             }
         }
         Ok(Err(status)) => {
+            shared.check_refusal(&status);
             shared.status.deactivate(&format!(
                 "pipeline: {}: {}",
                 status.code(),

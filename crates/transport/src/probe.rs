@@ -36,6 +36,7 @@ pub(crate) async fn run(shared: Arc<PeerShared>, mut stop: watch::Receiver<bool>
                 shared.status.activate();
             }
             Ok(Err(status)) => {
+                shared.check_refusal(&status);
                 shared.status.deactivate(&format!(
                     "probe: {}: {}",
                     status.code(),

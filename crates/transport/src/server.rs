@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use etcd_proto::rafthttppb::peer_server::Peer as PeerRpc;
 use etcd_proto::rafthttppb::{
-    ProbeRequest, ProbeResponse, SendResponse, SnapshotChunk, SnapshotResponse, StreamResponse,
+    MembersRequest, MembersResponse, ProbeRequest, ProbeResponse, SendResponse, SnapshotChunk,
+    SnapshotResponse, StreamResponse,
 };
 use etcd_proto::raftpb::Message;
 use prost::Message as _;
@@ -159,5 +160,19 @@ impl PeerRpc for PeerService {
     ) -> Result<Response<ProbeResponse>, Status> {
         self.gate.check(request.metadata(), &*self.inner.raft)?;
         Ok(Response::new(ProbeResponse {}))
+    }
+
+    async fn members(
+        &self,
+        _request: Request<MembersRequest>,
+    ) -> Result<Response<MembersResponse>, Status> {
+        // No identity check: a joining member knows neither the cluster id nor its own
+        // member id yet; the answer is what etcd serves on `GET /members` to anyone.
+        self.inner.raft.members().map(Response::new).ok_or_else(|| {
+            Status::unavailable(format!(
+                "member {:x} cannot list the cluster's members now",
+                self.gate.local_id
+            ))
+        })
     }
 }

@@ -158,7 +158,10 @@ async fn session(
     let mut inbound = tokio::select! {
         r = open => match r {
             Ok(Ok(inbound)) => inbound,
-            Ok(Err(status)) => return End::Failed(format!("{}: {}", status.code(), status.message())),
+            Ok(Err(status)) => {
+                shared.check_refusal(&status);
+                return End::Failed(format!("{}: {}", status.code(), status.message()));
+            }
             Err(_) => return End::Failed("timed out opening the stream".to_string()),
         },
         _ = stop.changed() => return End::Stop,
@@ -177,7 +180,10 @@ async fn session(
             r = inbound.message() => {
                 return End::Failed(match r {
                     Ok(_) => "peer closed the stream".to_string(),
-                    Err(status) => format!("{}: {}", status.code(), status.message()),
+                    Err(status) => {
+                        shared.check_refusal(&status);
+                        format!("{}: {}", status.code(), status.message())
+                    }
                 });
             }
             m = queue.recv() => {

@@ -1,7 +1,8 @@
 //! The transport's promises between three in-process members on loopback: ordered
 //! delivery on the stream, pipeline fallback and stream recovery, reconnect after a peer
-//! restart, non-blocking drops with unreachable reports, identity checks, and clean
-//! removal of a peer mid-stream.
+//! restart, non-blocking drops with unreachable reports, identity checks, clean
+//! removal of a peer mid-stream, removed members hearing it, and the member list served
+//! to joining members.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -10,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use etcd_proto::rafthttppb::peer_client::PeerClient;
-use etcd_proto::rafthttppb::ProbeRequest;
+use etcd_proto::rafthttppb::{MembersResponse, PeerMember, ProbeRequest};
 use etcd_proto::raftpb::MessageType;
-use etcd_transport::{TransportConfig, CLUSTER_ID_HEADER, FROM_HEADER, TO_HEADER};
+use etcd_transport::{fetch_members, TransportConfig, CLUSTER_ID_HEADER, FROM_HEADER, TO_HEADER};
 use tonic::Code;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -418,5 +419,72 @@ async fn update_peer_moves_streams_to_the_new_url() {
         "bad URLs are refused"
     );
     members.push(moved);
+    stop_all(members).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_member_hears_that_its_peers_refuse_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let members = cluster(dir.path()).await;
+    assert!(streams_up(&members[0], 2).await);
+    // Members 2 and 3 learn that member 1 was removed: its streams and probes are
+    // refused with PermissionDenied, and member 1's handler hears who refused it.
+    members[1].raft.removed.lock().insert(1);
+    members[2].raft.removed.lock().insert(1);
+    members[0]
+        .transport
+        .send(vec![msg(MessageType::MsgHeartbeat, 1, 2, 1)]);
+    assert!(
+        wait_until(WAIT, || {
+            let by = members[0].raft.removed_by.lock();
+            by.contains(&2) && by.contains(&3)
+        })
+        .await
+    );
+    assert!(members[1].raft.removed_by.lock().is_empty());
+    stop_all(members).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_member_list_is_served_without_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let members = cluster(dir.path()).await;
+    let err = fetch_members(&members[0].url, Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("Unavailable") || err.to_string().contains("unavailable"),
+        "{err}"
+    );
+    let list = MembersResponse {
+        cluster_id: CLUSTER,
+        members: vec![PeerMember {
+            id: 1,
+            name: "m1".into(),
+            peer_urls: vec![members[0].url.clone()],
+            client_urls: vec![],
+            is_learner: false,
+        }],
+    };
+    *members[0].raft.members.lock() = Some(list.clone());
+    let got = fetch_members(&members[0].url, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(got, list);
+    // Nothing listens there: a bounded failure, not a hang.
+    let started = Instant::now();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    assert!(
+        fetch_members(&format!("http://127.0.0.1:{port}"), Duration::from_secs(2))
+            .await
+            .is_err()
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(fetch_members("https://127.0.0.1:1", Duration::from_secs(1))
+        .await
+        .is_err());
     stop_all(members).await;
 }

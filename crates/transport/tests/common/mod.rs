@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use etcd_proto::rafthttppb::MembersResponse;
 use etcd_proto::raftpb::{Message, MessageType};
 use etcd_transport::{HandlerError, Raft, StagedSnapshot, Transport, TransportConfig};
 use parking_lot::Mutex;
@@ -24,6 +25,10 @@ pub struct Recorder {
     pub snapshot_reports: Mutex<Vec<(u64, bool)>>,
     pub snapshots: Mutex<Vec<ReceivedSnapshot>>,
     pub removed: Mutex<HashSet<u64>>,
+    /// Peers that refused this member as removed.
+    pub removed_by: Mutex<Vec<u64>>,
+    /// What the `Members` call answers.
+    pub members: Mutex<Option<MembersResponse>>,
 }
 
 impl Recorder {
@@ -58,6 +63,12 @@ impl Raft for Recorder {
     }
     fn is_id_removed(&self, id: u64) -> bool {
         self.removed.lock().contains(&id)
+    }
+    fn report_removed(&self, by: u64) {
+        self.removed_by.lock().push(by);
+    }
+    fn members(&self) -> Option<MembersResponse> {
+        self.members.lock().clone()
     }
 }
 

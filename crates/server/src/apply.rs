@@ -8,7 +8,11 @@
 //! after the batch commits are the waiting clients woken with their results and the
 //! applied index published (linearizable reads wait on it). Every `--snapshot-count`
 //! applied entries the applier syncs the backend and asks the node loop for a raft
-//! snapshot.
+//! snapshot. Conf changes arrive decided by the node loop ([`ConfOutcome`]): the
+//! applier makes the change to the members and answers the proposer with the member
+//! list. When this member is removed, it answers, then stops the member a second later
+//! (as etcd). A follower's snapshot is made here, between batches, so the backend
+//! checkpoint, the applied index and term, the configuration and the members agree.
 //!
 //! Invariants: the same entries produce the same state on every member (the applier
 //! reads no clock and no local state besides the store and the lessor); an entry that
@@ -26,13 +30,13 @@ use etcd_proto::etcdserverpb::{
     LeaseRevokeResponse, PutResponse, TxnResponse,
 };
 use etcd_proto::prost::Message as _;
-use etcd_proto::raftpb::{ConfChangeType, ConfState, Entry, EntryType, Snapshot};
-use etcd_raft::decode_conf_change;
+use etcd_proto::raftpb::{ConfState, Entry, EntryType, Message, Snapshot, SnapshotMetadata};
 
 use crate::errors::ServerError;
 use crate::kv;
 use crate::membership::Member;
 use crate::node::{ApplyMsg, NodeInput};
+use crate::reconfig::{snapshot_data, ConfOutcome, MemberChange};
 use crate::server::Shared;
 use crate::storage::snapshot_index;
 
@@ -40,6 +44,9 @@ use crate::storage::snapshot_index;
 const MAX_ENTRIES_PER_BATCH: usize = 2048;
 /// An apply batch slower than this is worth a warning.
 const SLOW_APPLY: Duration = Duration::from_millis(100);
+/// How long a removed member keeps running after applying its removal (to answer the
+/// client that removed it), as etcd.
+const REMOVED_STOP_DELAY: Duration = Duration::from_secs(1);
 
 /// The result of applying one request, handed to its waiter.
 #[derive(Debug)]
@@ -56,6 +63,8 @@ pub enum ApplyResponse {
     LeaseGrant(LeaseGrantResponse),
     /// A LeaseRevoke.
     LeaseRevoke(LeaseRevokeResponse),
+    /// A membership change: the members after it.
+    Members(Vec<Member>),
     /// Anything without a response body.
     Empty,
 }
@@ -78,9 +87,12 @@ pub struct Applier {
     pub(crate) shared: Arc<Shared>,
     pub(crate) rx: Receiver<ApplyMsg>,
     pub(crate) applied_index: u64,
+    /// The term of the entry at `applied_index`.
+    pub(crate) applied_term: u64,
     pub(crate) snapshot_index: u64,
     pub(crate) conf_state: ConfState,
-    pub(crate) initial_members: Vec<Member>,
+    /// Set once this member's own removal is applied.
+    pub(crate) removed: bool,
 }
 
 impl Applier {
@@ -91,20 +103,22 @@ impl Applier {
                 ApplyMsg::Entries {
                     entries,
                     conf_state,
+                    conf_outcomes,
                 } => {
-                    self.apply_entries(&entries)?;
+                    self.apply_entries(&entries, &conf_outcomes)?;
                     if let Some(cs) = conf_state {
                         self.conf_state = cs;
                     }
                     self.maybe_snapshot()?;
                 }
                 ApplyMsg::Snapshot { snapshot, backend } => self.install(snapshot, backend)?,
+                ApplyMsg::MakeSnapshot { message, dir } => self.make_snapshot(message, dir),
             }
         }
         Ok(())
     }
 
-    fn apply_entries(&mut self, entries: &[Entry]) -> Result<(), String> {
+    fn apply_entries(&mut self, entries: &[Entry], outcomes: &[ConfOutcome]) -> Result<(), String> {
         let fresh: Vec<&Entry> = entries
             .iter()
             .filter(|e| e.index > self.applied_index)
@@ -114,8 +128,9 @@ impl Applier {
             let store = self.shared.store();
             let mut batch = store.batch().map_err(|e| format!("backend: {e}"))?;
             let mut results: Vec<(u64, ApplyResult)> = Vec::new();
+            let was_removed = self.removed;
             for e in chunk {
-                self.apply_entry(&mut batch, e, &mut results)?;
+                self.apply_entry(&mut batch, e, outcomes, &mut results)?;
             }
             let Some(last) = chunk.last() else {
                 continue;
@@ -128,9 +143,13 @@ impl Applier {
                 .commit()
                 .map_err(|e| format!("failed to commit an apply batch: {e}"))?;
             self.applied_index = last.index;
+            self.applied_term = last.term;
             self.shared.set_applied(last.index);
             for (id, result) in results {
                 self.shared.wait.trigger(id, result);
+            }
+            if self.removed && !was_removed {
+                self.stop_removed_member();
             }
             let took = started.elapsed();
             if took > SLOW_APPLY {
@@ -145,6 +164,7 @@ impl Applier {
         &mut self,
         batch: &mut Batch<'_>,
         e: &Entry,
+        outcomes: &[ConfOutcome],
         results: &mut Vec<(u64, ApplyResult)>,
     ) -> Result<(), String> {
         match EntryType::try_from(e.r#type) {
@@ -167,7 +187,15 @@ impl Applier {
                 }
             }
             Ok(EntryType::EntryConfChange) | Ok(EntryType::EntryConfChangeV2) => {
-                self.apply_conf_change(batch, e)?;
+                match outcomes.iter().find(|o| o.index == e.index) {
+                    Some(o) => self.apply_conf_change(batch, o, results)?,
+                    None => {
+                        tracing::warn!(
+                            index = e.index,
+                            "a conf change the node loop did not decide; skipped"
+                        )
+                    }
+                }
             }
             Err(_) => {
                 tracing::error!(
@@ -261,48 +289,113 @@ impl Applier {
         }
     }
 
-    fn apply_conf_change(&mut self, batch: &mut Batch<'_>, e: &Entry) -> Result<(), String> {
-        let cc = match decode_conf_change(e) {
-            Ok(Some(cc)) => cc,
-            Ok(None) => return Ok(()),
-            Err(err) => {
-                tracing::error!(index = e.index, %err, "a committed conf change does not decode; skipped");
-                return Ok(());
-            }
-        };
-        for change in &cc.changes {
-            let id = change.node_id;
-            let res = match ConfChangeType::try_from(change.r#type) {
-                Ok(ConfChangeType::ConfChangeRemoveNode) => self.shared.cluster.remove(batch, id),
-                Ok(t) => {
-                    let member = member_from_context(&cc.context, id)
-                        .or_else(|| self.initial_members.iter().find(|m| m.id == id).cloned())
-                        .or_else(|| self.shared.cluster.member(id));
-                    match member {
-                        Some(mut m) => {
-                            m.is_learner = t == ConfChangeType::ConfChangeAddLearnerNode;
-                            if let Some(known) = self.shared.cluster.member(id) {
-                                // Keep published attributes.
-                                if m.name.is_empty() {
-                                    m.name = known.name;
-                                }
-                                if m.client_urls.is_empty() {
-                                    m.client_urls = known.client_urls;
-                                }
-                            }
-                            self.shared.cluster.add(batch, m)
-                        }
-                        None => {
-                            tracing::warn!(member = %format!("{id:x}"), "conf change for a member without attributes");
-                            Ok(())
-                        }
+    /// Makes a decided conf change to the members and queues its proposer's answer.
+    fn apply_conf_change(
+        &mut self,
+        batch: &mut Batch<'_>,
+        o: &ConfOutcome,
+        results: &mut Vec<(u64, ApplyResult)>,
+    ) -> Result<(), String> {
+        let cluster = &self.shared.cluster;
+        let res = match &o.result {
+            Ok(Some(MemberChange::Add(m))) => {
+                let mut m = m.clone();
+                if let Some(known) = cluster.member(m.id) {
+                    // Keep published attributes.
+                    if m.name.is_empty() {
+                        m.name = known.name;
+                    }
+                    if m.client_urls.is_empty() {
+                        m.client_urls = known.client_urls;
                     }
                 }
-                Err(_) => Ok(()),
+                tracing::info!(member = %format!("{:x}", m.id), peer_urls = ?m.peer_urls, learner = m.is_learner,
+                    "added member");
+                cluster.add(batch, m)
+            }
+            Ok(Some(MemberChange::Promote(id))) => {
+                tracing::info!(member = %format!("{id:x}"), "promoted learner to voter");
+                cluster.promote(batch, *id)
+            }
+            Ok(Some(MemberChange::Remove(id))) => {
+                tracing::info!(member = %format!("{id:x}"), "removed member");
+                if *id == self.shared.member_id {
+                    self.removed = true;
+                }
+                cluster.remove(batch, *id)
+            }
+            Ok(Some(MemberChange::Update { id, peer_urls })) => {
+                tracing::info!(member = %format!("{id:x}"), ?peer_urls, "updated member peer URLs");
+                cluster.update_peer_urls(batch, *id, peer_urls.clone())
+            }
+            Ok(None) | Err(_) => Ok(()),
+        };
+        res.map_err(|e| format!("backend: {e}"))?;
+        if o.request_id != 0 {
+            let answer = match &o.result {
+                Ok(_) => Ok(ApplyResponse::Members(cluster.members())),
+                Err(err) => Err(err.clone()),
             };
-            res.map_err(|e| format!("backend: {e}"))?;
+            results.push((o.request_id, answer));
         }
         Ok(())
+    }
+
+    /// This member's removal is applied: it stops shortly, as etcd's does.
+    fn stop_removed_member(&self) {
+        tracing::warn!(
+            "this member has been permanently removed from the cluster; it stops now. \
+             The data-dir used by this member must be removed before it can join again"
+        );
+        let shared = self.shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("etcd-removed".into())
+            .spawn(move || {
+                std::thread::sleep(REMOVED_STOP_DELAY);
+                shared.fail("the member has been permanently removed from the cluster".into());
+            });
+        if spawned.is_err() {
+            self.shared
+                .fail("the member has been permanently removed from the cluster".into());
+        }
+    }
+
+    /// The members and removed ids as a snapshot carries them.
+    fn membership_data(&self) -> Bytes {
+        Bytes::from(snapshot_data(
+            &self.shared.cluster.members(),
+            &self.shared.cluster.removed_ids(),
+        ))
+    }
+
+    /// Makes a snapshot message for a follower: a backend checkpoint at the applied
+    /// index, stamped with that index, its term, the configuration and the members there
+    /// (etcd's merged snapshot), handed back to the node loop to send.
+    fn make_snapshot(&mut self, mut m: Message, dir: std::path::PathBuf) {
+        let to = m.to;
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = self.shared.store();
+        let input = match store.backend().checkpoint(&dir) {
+            Ok(()) => {
+                m.snapshot = Some(Snapshot {
+                    data: self.membership_data(),
+                    metadata: Some(SnapshotMetadata {
+                        conf_state: Some(self.conf_state.clone()),
+                        index: self.applied_index,
+                        term: self.applied_term,
+                    }),
+                });
+                tracing::info!(to = %format!("{to:x}"), index = self.applied_index, term = self.applied_term,
+                    "sending a snapshot of the backend");
+                NodeInput::SendSnapshot(m, dir)
+            }
+            Err(err) => {
+                tracing::warn!(%err, "cannot checkpoint the backend for a snapshot");
+                let _ = std::fs::remove_dir_all(&dir);
+                NodeInput::SnapshotReport(to, false)
+            }
+        };
+        let _ = self.shared.node_tx.send(input);
     }
 
     fn maybe_snapshot(&mut self) -> Result<(), String> {
@@ -316,12 +409,10 @@ impl Applier {
             .store()
             .sync()
             .map_err(|e| format!("backend sync: {e}"))?;
-        let members = self.shared.cluster.members();
-        let data = serde_json::to_vec(&members).unwrap_or_default();
         let _ = self.shared.node_tx.send(NodeInput::Snapshot {
             index: self.applied_index,
             conf_state: self.conf_state.clone(),
-            data: Bytes::from(data),
+            data: self.membership_data(),
         });
         self.snapshot_index = self.applied_index;
         Ok(())
@@ -355,8 +446,14 @@ impl Applier {
             .recover(&store)
             .map_err(|e| format!("backend: {e}"))?;
         self.shared.after_restore(&store);
-        let ci = store.consistent_index().index;
-        self.applied_index = ci.max(index);
+        let ci = store.consistent_index();
+        let meta = snap.metadata.clone().unwrap_or_default();
+        (self.applied_index, self.applied_term) = if ci.index >= index {
+            (ci.index, ci.term)
+        } else {
+            (index, meta.term)
+        };
+        let ci = ci.index;
         self.snapshot_index = index;
         if let Some(cs) = snap.metadata.and_then(|m| m.conf_state) {
             self.conf_state = cs;

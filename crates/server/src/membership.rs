@@ -23,17 +23,28 @@ pub struct Member {
     #[serde(default)]
     pub name: String,
     /// URLs the other members reach it on.
-    #[serde(rename = "peerURLs", default)]
+    #[serde(rename = "peerURLs", default, deserialize_with = "null_as_empty")]
     pub peer_urls: Vec<String>,
     /// URLs clients reach it on (empty until it has published them).
-    #[serde(rename = "clientURLs", default)]
+    #[serde(rename = "clientURLs", default, deserialize_with = "null_as_empty")]
     pub client_urls: Vec<String>,
     /// A learner: receives the log, does not vote.
     #[serde(rename = "isLearner", default)]
     pub is_learner: bool,
 }
 
+/// Reads a JSON list that Go may have written as `null` (etcd's promotion context has
+/// `"peerURLs":null`).
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
+}
+
 impl Member {
+    /// Whether the member has published its name (etcd's `IsStarted`).
+    pub fn is_started(&self) -> bool {
+        !self.name.is_empty()
+    }
+
     /// The protobuf form used by the Cluster service.
     pub fn to_proto(&self) -> etcd_proto::etcdserverpb::Member {
         etcd_proto::etcdserverpb::Member {
@@ -128,6 +139,39 @@ impl Cluster {
         self.removed.read().contains(&id)
     }
 
+    /// Every removed id, ascending.
+    pub fn removed_ids(&self) -> Vec<u64> {
+        self.removed.read().iter().copied().collect()
+    }
+
+    /// Whether `id` is a learner (false for an unknown id).
+    pub fn is_learner(&self, id: u64) -> bool {
+        self.members.read().get(&id).is_some_and(|m| m.is_learner)
+    }
+
+    /// Makes a learner a voter, in memory and in `batch`.
+    pub fn promote(&self, batch: &mut Batch<'_>, id: u64) -> Result<(), etcd_mvcc::Error> {
+        let Some(mut m) = self.member(id) else {
+            return Ok(());
+        };
+        m.is_learner = false;
+        self.add(batch, m)
+    }
+
+    /// Replaces a member's peer URLs, in memory and in `batch`.
+    pub fn update_peer_urls(
+        &self,
+        batch: &mut Batch<'_>,
+        id: u64,
+        peer_urls: Vec<String>,
+    ) -> Result<(), etcd_mvcc::Error> {
+        let Some(mut m) = self.member(id) else {
+            return Ok(());
+        };
+        m.peer_urls = peer_urls;
+        self.add(batch, m)
+    }
+
     /// Adds or replaces a member, in memory and in `batch`.
     pub fn add(&self, batch: &mut Batch<'_>, m: Member) -> Result<(), etcd_mvcc::Error> {
         let value = serde_json::to_vec(&m).map_err(|e| etcd_mvcc::Error::Corrupt {
@@ -191,6 +235,12 @@ mod tests {
         );
         let back: Member = serde_json::from_str(&json).unwrap();
         assert_eq!(back, m);
+        // Go writes nil lists as null and leaves out empty fields.
+        let promote: Member =
+            serde_json::from_str(r#"{"id":5,"peerURLs":null,"clientURLs":null}"#).unwrap();
+        assert_eq!(promote.id, 5);
+        assert!(promote.peer_urls.is_empty() && promote.client_urls.is_empty());
+        assert!(!promote.is_learner && !promote.is_started());
     }
 
     #[test]

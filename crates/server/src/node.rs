@@ -8,7 +8,10 @@
 //! proposal that arrived while the previous batch was syncing rides in the next one);
 //! then to the in-memory raft log; followers send only after that (they acknowledge
 //! only what is on disk); committed entries go to the applier's bounded queue, conf
-//! changes are applied to raft right here, and then the node is advanced.
+//! changes are decided ([`crate::reconfig::ConfView`]) and applied to raft and the
+//! transport right here, and then the node is advanced. A snapshot a follower needs is
+//! made by the applier (a backend checkpoint at its applied index, with the
+//! configuration and members there, as etcd merges them) and sent from here.
 //!
 //! Invariants: a WAL or snapshot write failure stops the member (nothing is
 //! acknowledged that is not durable); the loop never blocks on the network (the
@@ -23,13 +26,16 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use etcd_proto::raftpb::{ConfChangeType, ConfState, Entry, Message, MessageType, Snapshot};
+use etcd_proto::prost::Message as _;
+use etcd_proto::raftpb::{ConfChange, ConfState, Entry, EntryType, Message, MessageType, Snapshot};
 use etcd_proto::walpb;
-use etcd_raft::{decode_conf_change, MemStorage, RawNode, SnapshotStatus, StateRole};
+use etcd_raft::{MemStorage, RawNode, SnapshotStatus, StateRole};
 use etcd_transport::{SnapshotSource, Transport};
 use etcd_wal::{Snapshotter, Wal};
 
+use crate::errors::ServerError;
 use crate::membership::Member;
+use crate::reconfig::{ConfOutcome, ConfView, MemberChange};
 use crate::server::Shared;
 use crate::storage::{snapshot_index, DataDir};
 
@@ -46,8 +52,9 @@ const SLOW_FSYNC: Duration = Duration::from_secs(1);
 pub enum NodeInput {
     /// Propose an encoded `InternalRaftRequest`.
     Propose(Bytes),
-    /// Propose a membership change.
-    ProposeConfChange(etcd_proto::raftpb::ConfChange),
+    /// Propose a membership change; its `id` is the request id its proposer waits on
+    /// (answered with an error at once if raft refuses it here).
+    ProposeConfChange(ConfChange),
     /// A message from a peer.
     Step(Message),
     /// Ask raft for a read index; the answer goes to `Shared::read_states` under `ctx`.
@@ -67,6 +74,10 @@ pub enum NodeInput {
         /// The snapshot's data.
         data: Bytes,
     },
+    /// A snapshot message the applier made for a follower, with its backend checkpoint.
+    SendSnapshot(Message, PathBuf),
+    /// Answer raft's status (the leader's view of its followers' progress).
+    RaftStatus(tokio::sync::oneshot::Sender<etcd_raft::Status>),
     /// Hand leadership to another member.
     TransferLeader(u64),
     /// Stop the loop.
@@ -83,6 +94,8 @@ pub enum ApplyMsg {
         entries: Vec<Entry>,
         /// The configuration after them, if they held conf changes.
         conf_state: Option<ConfState>,
+        /// How the node loop decided each conf change among them, in order.
+        conf_outcomes: Vec<ConfOutcome>,
     },
     /// A snapshot from the leader: install its backend.
     Snapshot {
@@ -90,6 +103,15 @@ pub enum ApplyMsg {
         snapshot: Snapshot,
         /// Its backend, received with it.
         backend: Option<PathBuf>,
+    },
+    /// A follower needs a snapshot: checkpoint the backend into `dir` and hand the
+    /// message back (`NodeInput::SendSnapshot`) stamped with the applied index, its
+    /// term, the configuration and the members there.
+    MakeSnapshot {
+        /// Raft's snapshot message to the follower.
+        message: Message,
+        /// Where the checkpoint goes.
+        dir: PathBuf,
     },
 }
 
@@ -106,6 +128,10 @@ pub struct NodeLoop {
     pub(crate) dirs: DataDir,
     pub(crate) tick: Duration,
     pub(crate) initial_members: Vec<Member>,
+    /// The membership as the committed conf changes so far decided it.
+    pub(crate) conf_view: ConfView,
+    /// Conf changes proposed while leading, not yet seen in a `Ready`'s entries.
+    pub(crate) proposed_conf_changes: Vec<u64>,
     pub(crate) pending: VecDeque<Bytes>,
     pub(crate) proposals: Vec<Bytes>,
     pub(crate) received_backends: HashMap<u64, PathBuf>,
@@ -167,11 +193,16 @@ impl NodeLoop {
     fn handle(&mut self, input: NodeInput) -> Result<(), String> {
         match input {
             NodeInput::Propose(data) => self.proposals.push(data),
-            NodeInput::ProposeConfChange(cc) => {
-                if let Err(err) = self.node.propose_conf_change(&cc) {
+            NodeInput::ProposeConfChange(cc) => match self.node.propose_conf_change(&cc) {
+                Ok(()) if self.node.is_leader() => self.proposed_conf_changes.push(cc.id),
+                Ok(()) => {}
+                Err(err) => {
                     tracing::warn!(%err, "conf change proposal dropped");
+                    self.shared
+                        .wait
+                        .trigger(cc.id, Err(ServerError::Internal(err.to_string())));
                 }
-            }
+            },
             NodeInput::Step(m) => {
                 if let Err(err) = self.node.step(m) {
                     tracing::debug!(%err, "raft refused a peer message");
@@ -198,6 +229,12 @@ impl NodeLoop {
                 conf_state,
                 data,
             } => self.snapshot(index, conf_state, data)?,
+            NodeInput::SendSnapshot(m, dir) => {
+                self.transport.send_snapshot(m, SnapshotSource::Dir(dir));
+            }
+            NodeInput::RaftStatus(tx) => {
+                let _ = tx.send(self.node.status());
+            }
             NodeInput::TransferLeader(to) => self.node.transfer_leader(to),
             NodeInput::Stop => {}
         }
@@ -240,6 +277,9 @@ impl NodeLoop {
             self.install_snapshot(snap)?;
         }
         let entries = rd.take_entries();
+        if !self.proposed_conf_changes.is_empty() {
+            self.answer_refused_conf_changes(&entries);
+        }
         let hs = rd.take_hard_state();
         if !entries.is_empty() || hs.is_some() {
             let started = Instant::now();
@@ -276,11 +316,12 @@ impl NodeLoop {
         }
         let committed = rd.take_committed_entries();
         if !committed.is_empty() {
-            let conf_state = self.apply_conf_changes(&committed)?;
+            let (conf_state, conf_outcomes) = self.apply_conf_changes(&committed);
             self.apply_tx
                 .send(ApplyMsg::Entries {
                     entries: committed,
                     conf_state,
+                    conf_outcomes,
                 })
                 .map_err(|_| "the applier stopped".to_string())?;
         }
@@ -288,56 +329,95 @@ impl NodeLoop {
         Ok(())
     }
 
-    /// Applies committed conf changes to raft and the transport; returns the new
-    /// configuration if there were any.
-    fn apply_conf_changes(&mut self, committed: &[Entry]) -> Result<Option<ConfState>, String> {
-        let mut cs = None;
-        for e in committed {
-            let cc = match decode_conf_change(e) {
-                Ok(Some(cc)) => cc,
-                Ok(None) => continue,
-                Err(err) => {
-                    tracing::error!(index = e.index, %err, "a committed conf change does not decode; skipped");
-                    continue;
-                }
-            };
-            match self.node.apply_conf_change(&cc) {
-                Ok(new) => cs = Some(new),
-                Err(err) => {
-                    tracing::warn!(index = e.index, %err, "conf change refused by raft");
-                    continue;
-                }
-            }
-            for change in &cc.changes {
-                let id = change.node_id;
-                if id == self.shared.member_id {
-                    continue;
-                }
-                match ConfChangeType::try_from(change.r#type) {
-                    Ok(ConfChangeType::ConfChangeRemoveNode) => self.transport.remove_peer(id),
-                    Ok(_) => {
-                        let urls = crate::apply::member_from_context(&cc.context, id)
-                            .or_else(|| self.initial_members.iter().find(|m| m.id == id).cloned())
-                            .map(|m| m.peer_urls)
-                            .unwrap_or_default();
-                        if urls.is_empty() {
-                            continue;
-                        }
-                        let known = self.transport.peer_ids().contains(&id);
-                        let res = if known {
-                            self.transport.update_peer(id, &urls)
-                        } else {
-                            self.transport.add_peer(id, &urls)
-                        };
-                        if let Err(err) = res {
-                            tracing::warn!(peer = %format!("{id:x}"), %err, "cannot reach new member");
-                        }
-                    }
-                    Err(_) => {}
-                }
+    /// Conf changes this member proposed as leader that raft replaced with an empty
+    /// entry (another change is not applied yet) are answered now instead of timing out.
+    fn answer_refused_conf_changes(&mut self, entries: &[Entry]) {
+        let appended: Vec<u64> = entries
+            .iter()
+            .filter(|e| e.r#type == EntryType::EntryConfChange as i32)
+            .filter_map(|e| ConfChange::decode(e.data.clone()).ok())
+            .map(|cc| cc.id)
+            .collect();
+        for id in std::mem::take(&mut self.proposed_conf_changes) {
+            if !appended.contains(&id) {
+                tracing::warn!(
+                    request_id = id,
+                    "raft refused a conf change proposal; a previous one is not applied yet"
+                );
+                self.shared.wait.trigger(
+                    id,
+                    Err(ServerError::Internal(
+                        "raft proposal dropped: a previous membership change is not applied yet"
+                            .into(),
+                    )),
+                );
             }
         }
-        Ok(cs)
+    }
+
+    /// Decides committed conf changes, applies the valid ones to raft and the transport;
+    /// returns the new configuration if there were any, and the decisions.
+    fn apply_conf_changes(&mut self, committed: &[Entry]) -> (Option<ConfState>, Vec<ConfOutcome>) {
+        let mut cs = None;
+        let mut outcomes = Vec::new();
+        for e in committed {
+            let Some(decided) = self.conf_view.decide(e, &self.initial_members) else {
+                continue;
+            };
+            if let Some(cc) = &decided.raft_change {
+                match self.node.apply_conf_change(cc) {
+                    Ok(new) => cs = Some(new),
+                    Err(err) => {
+                        tracing::warn!(index = e.index, %err, "conf change refused by raft");
+                    }
+                }
+            }
+            if let Ok(Some(change)) = &decided.outcome.result {
+                self.change_peer(change);
+            }
+            outcomes.push(decided.outcome);
+        }
+        (cs, outcomes)
+    }
+
+    /// Tells the transport about a membership change.
+    fn change_peer(&mut self, change: &MemberChange) {
+        let (id, urls) = match change {
+            MemberChange::Remove(id) => {
+                if *id != self.shared.member_id {
+                    self.transport.remove_peer(*id);
+                }
+                return;
+            }
+            MemberChange::Promote(_) => return,
+            MemberChange::Add(m) => (m.id, &m.peer_urls),
+            MemberChange::Update { id, peer_urls } => (*id, peer_urls),
+        };
+        if id == self.shared.member_id || urls.is_empty() {
+            return;
+        }
+        let res = if self.transport.peer_ids().contains(&id) {
+            self.transport.update_peer(id, urls)
+        } else {
+            self.transport.add_peer(id, urls)
+        };
+        if let Err(err) = res {
+            tracing::warn!(peer = %format!("{id:x}"), %err, "cannot reach new member");
+        }
+    }
+
+    /// After installing a snapshot: the transport knows exactly the view's members.
+    fn reconcile_peers(&mut self) {
+        let members: Vec<Member> = self.conf_view.members().cloned().collect();
+        let known = self.transport.peer_ids();
+        for id in known {
+            if !members.iter().any(|m| m.id == id) {
+                self.transport.remove_peer(id);
+            }
+        }
+        for m in members {
+            self.change_peer(&MemberChange::Add(m));
+        }
     }
 
     fn send(&mut self, msgs: Vec<Message>) {
@@ -355,7 +435,8 @@ impl NodeLoop {
         self.transport.send(plain);
     }
 
-    /// Sends a snapshot with a checkpoint of the backend, from another thread.
+    /// Has the applier make a snapshot for a follower (sent when it comes back as
+    /// `NodeInput::SendSnapshot`).
     fn send_snapshot(&mut self, m: Message) {
         let to = m.to;
         if self.outgoing.contains_key(&to) {
@@ -368,22 +449,12 @@ impl NodeLoop {
             .snap
             .join(format!("outgoing-{to:016x}-{}", self.outgoing_seq));
         self.outgoing.insert(to, dir.clone());
-        let store = self.shared.store();
-        let transport = self.transport.clone();
-        let node_tx = self.shared.node_tx.clone();
-        let spawned = std::thread::Builder::new()
-            .name("snapshot-send".into())
-            .spawn(move || {
-                let _ = std::fs::remove_dir_all(&dir);
-                match store.backend().checkpoint(&dir) {
-                    Ok(()) => transport.send_snapshot(m, SnapshotSource::Dir(dir)),
-                    Err(err) => {
-                        tracing::warn!(%err, "cannot checkpoint the backend for a snapshot");
-                        let _ = node_tx.try_send(NodeInput::SnapshotReport(to, false));
-                    }
-                }
-            });
-        if spawned.is_err() {
+        if self
+            .apply_tx
+            .try_send(ApplyMsg::MakeSnapshot { message: m, dir })
+            .is_err()
+        {
+            // The applier is busy; raft asks again later.
             self.outgoing.remove(&to);
             self.node.report_snapshot(to, SnapshotStatus::Failure);
         }
@@ -427,8 +498,18 @@ impl NodeLoop {
             .wl()
             .apply_snapshot(snap.clone())
             .map_err(|e| format!("failed to apply a snapshot to the raft log: {e}"))?;
-        // Peers of the snapshot's configuration we do not know yet are learned from the
-        // backend's members once the applier has installed it.
+        // The membership at the snapshot decides the conf changes after it; the transport
+        // follows it.
+        match ConfView::from_snapshot_data(&snap.data) {
+            Some(view) => {
+                self.conf_view = view;
+                self.reconcile_peers();
+            }
+            None => tracing::warn!(
+                index,
+                "a snapshot without a member list; keeping the current one"
+            ),
+        }
         let backend = self.received_backends.remove(&index);
         self.apply_tx
             .send(ApplyMsg::Snapshot {

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,6 +20,7 @@ use etcd_proto::etcdserverpb::{
     InternalRaftRequest, LeaseGrantResponse, RequestHeader, ResponseHeader,
 };
 use etcd_proto::prost::Message as _;
+use etcd_proto::rafthttppb::{MembersResponse, PeerMember};
 use etcd_proto::raftpb::Message;
 use etcd_transport::{HandlerError, Raft, StagedSnapshot, Transport, TransportConfig};
 use etcd_watch::{WatchOptions, WatchableStore};
@@ -72,6 +73,8 @@ pub struct Shared {
     read_notify: Notify,
     stopping: watch::Sender<bool>,
     fatal: Mutex<Option<String>>,
+    /// The peer transport, once started (for the reconfiguration checks).
+    transport: OnceLock<Arc<Transport>>,
 }
 
 impl Shared {
@@ -118,6 +121,24 @@ impl Shared {
     /// The last applied index.
     pub fn applied_index(&self) -> u64 {
         *self.applied.borrow()
+    }
+
+    /// A receiver of the applied index.
+    pub fn applied_watch(&self) -> watch::Receiver<u64> {
+        self.applied.subscribe()
+    }
+
+    /// Whether this member is a learner (it answers only serializable reads and Status).
+    pub fn is_learner(&self) -> bool {
+        self.cluster.is_learner(self.member_id)
+    }
+
+    /// Whether the peer transport reaches member `id` now.
+    pub fn peer_active(&self, id: u64) -> bool {
+        self.transport
+            .get()
+            .and_then(|t| t.stats(id))
+            .is_some_and(|s| s.active)
     }
 
     /// The raft commit index.
@@ -177,7 +198,8 @@ impl Shared {
         }
     }
 
-    fn fail(&self, err: String) {
+    /// Stops the member on a fatal error (logged; the binary exits with it).
+    pub(crate) fn fail(&self, err: String) {
         tracing::error!(local_member_id = %format!("{:x}", self.member_id), %err, "member stopping on a fatal error");
         *self.fatal.lock() = Some(err);
         self.stopping.send_replace(true);
@@ -428,6 +450,8 @@ impl Shared {
 struct PeerHandler {
     node_tx: Sender<NodeInput>,
     cluster: Arc<Cluster>,
+    /// Weak: the transport holds the handler and the member holds the transport.
+    shared: std::sync::Weak<Shared>,
 }
 
 impl Raft for PeerHandler {
@@ -454,6 +478,38 @@ impl Raft for PeerHandler {
 
     fn is_id_removed(&self, id: u64) -> bool {
         self.cluster.is_removed(id)
+    }
+
+    fn report_removed(&self, by: u64) {
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        if *shared.stopping.borrow() {
+            return;
+        }
+        tracing::warn!(local_member_id = %format!("{:x}", shared.member_id), remote_peer_id = %format!("{by:x}"),
+            "a peer refuses this member as removed from the cluster; the data-dir used by this member must be removed");
+        shared.fail("the member has been permanently removed from the cluster".into());
+    }
+
+    fn members(&self) -> Option<MembersResponse> {
+        let members = self.cluster.members();
+        if members.is_empty() {
+            return None;
+        }
+        Some(MembersResponse {
+            cluster_id: self.cluster.id(),
+            members: members
+                .into_iter()
+                .map(|m| PeerMember {
+                    id: m.id,
+                    name: m.name,
+                    peer_urls: m.peer_urls,
+                    client_urls: m.client_urls,
+                    is_learner: m.is_learner,
+                })
+                .collect(),
+        })
     }
 }
 
@@ -509,7 +565,12 @@ impl EtcdServer {
             })?;
         let peer_addr = peer_listener.local_addr()?;
 
-        let started = tokio::task::block_in_place(|| storage::start(&cfg))?;
+        let existing = if storage::needs_join(&cfg) {
+            Some(crate::join::fetch_existing(&cfg).await?)
+        } else {
+            None
+        };
+        let started = tokio::task::block_in_place(|| storage::start(&cfg, existing))?;
         let dirs = DataDir::new(&cfg);
         let member_id = started.member_id;
         let (node_tx, node_rx) = crossbeam_channel::bounded(NODE_QUEUE);
@@ -552,6 +613,7 @@ impl EtcdServer {
             read_notify: Notify::new(),
             stopping: watch::channel(false).0,
             fatal: Mutex::new(None),
+            transport: OnceLock::new(),
             cfg: cfg.clone(),
         });
 
@@ -560,12 +622,14 @@ impl EtcdServer {
         let handler = Arc::new(PeerHandler {
             node_tx: node_tx.clone(),
             cluster: started.cluster.clone(),
+            shared: Arc::downgrade(&shared),
         });
         let transport = Arc::new(
             Transport::start(tcfg, peer_listener, handler)
                 .await
                 .map_err(|e| StartError::Config(format!("peer transport: {e}")))?,
         );
+        let _ = shared.transport.set(transport.clone());
         let peers = if started.fresh {
             started.initial_members.clone()
         } else {
@@ -583,9 +647,14 @@ impl EtcdServer {
             shared: shared.clone(),
             rx: apply_rx,
             applied_index: applied0,
+            applied_term: if started.store.consistent_index().index >= started.snapshot_index {
+                started.store.consistent_index().term
+            } else {
+                started.snapshot_term
+            },
             snapshot_index: started.snapshot_index,
             conf_state: started.node.status().conf_state,
-            initial_members: started.initial_members.clone(),
+            removed: false,
         };
         let node_loop = NodeLoop {
             shared: shared.clone(),
@@ -599,6 +668,8 @@ impl EtcdServer {
             dirs,
             tick: Duration::from_millis(cfg.heartbeat_interval_ms.max(1)),
             initial_members: started.initial_members,
+            conf_view: started.conf_view,
+            proposed_conf_changes: Vec::new(),
             pending: Default::default(),
             proposals: Vec::new(),
             received_backends: HashMap::new(),

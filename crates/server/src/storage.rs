@@ -1,6 +1,9 @@
 //! The member's data directory and how a member starts from it: a brand-new member
-//! bootstraps raft from `--initial-cluster`; a restarting one loads the newest snapshot
-//! the WAL knows, replays the WAL after it, and opens the backend.
+//! bootstraps raft from `--initial-cluster`; a member joining a running cluster
+//! (`--initial-cluster-state existing`) starts raft with an empty log and the ids the
+//! cluster gave it ([`crate::join`]); a restarting one loads the newest snapshot the WAL
+//! knows, replays the WAL after it, and opens the backend. A member the backend records
+//! as removed does not start.
 //!
 //! Layout (as etcd's): `<data-dir>/member/wal` (unless `--wal-dir`), `<data-dir>/member/snap`
 //! with the `*.snap` files, and the backend in `<data-dir>/member/snap/db`. A backend
@@ -21,7 +24,9 @@ use etcd_wal::{Snapshotter, Wal};
 
 use crate::config::{ClusterState, ServerConfig};
 use crate::ids;
+use crate::join::Existing;
 use crate::membership::{Cluster, Member};
+use crate::reconfig::ConfView;
 
 /// Why a member could not start from its data directory.
 #[derive(Debug, thiserror::Error)]
@@ -111,10 +116,16 @@ pub struct Started {
     pub cluster: Arc<Cluster>,
     /// The snapshot the member restarted from (index 0 if none).
     pub snapshot_index: u64,
+    /// That snapshot's term (0 if none).
+    pub snapshot_term: u64,
     /// True if this is the member's first start.
     pub fresh: bool,
-    /// Members of a new cluster, applied when the bootstrap entries are.
+    /// Members of a new cluster (or those a joining member fetched), applied when the
+    /// bootstrap entries are, which carry only ids.
     pub initial_members: Vec<Member>,
+    /// The membership as of the snapshot raft starts from: what decides the conf
+    /// changes after it.
+    pub conf_view: ConfView,
 }
 
 /// The raft configuration for a member.
@@ -152,21 +163,69 @@ pub fn initial_members(cfg: &ServerConfig) -> Vec<Member> {
     members
 }
 
-/// Opens the member's data (or creates it) and builds the raft node.
-pub fn start(cfg: &ServerConfig) -> Result<Started, StartError> {
+/// Whether starting needs the running cluster's ids first ([`crate::join`]): no WAL yet
+/// and `--initial-cluster-state existing`.
+pub fn needs_join(cfg: &ServerConfig) -> bool {
+    cfg.initial_cluster_state == ClusterState::Existing && !DataDir::new(cfg).has_wal()
+}
+
+/// Opens the member's data (or creates it) and builds the raft node. `existing` is what
+/// a joining member fetched from the cluster ([`needs_join`]).
+pub fn start(cfg: &ServerConfig, existing: Option<Existing>) -> Result<Started, StartError> {
     let dirs = DataDir::new(cfg);
     if dirs.has_wal() {
         restart(cfg, &dirs)
+    } else if let Some(existing) = existing {
+        join(cfg, &dirs, existing)
     } else {
         bootstrap(cfg, &dirs)
     }
 }
 
+/// Starts a member added to a running cluster: its ids from the cluster, an empty log.
+fn join(cfg: &ServerConfig, dirs: &DataDir, existing: Existing) -> Result<Started, StartError> {
+    let Existing {
+        cluster_id,
+        member_id,
+        members,
+    } = existing;
+    std::fs::create_dir_all(&dirs.snap)?;
+    let store = Arc::new(Store::open(&dirs.backend)?);
+    if let Some(parent) = dirs.wal.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let metadata = Metadata {
+        node_id: member_id,
+        cluster_id,
+    }
+    .encode_to_vec();
+    let wal = Wal::create(&dirs.wal, &metadata)?;
+    let snapshotter = Snapshotter::new(&dirs.snap)?;
+    let storage = MemStorage::new();
+    // No bootstrap entries: the leader sends the log or a snapshot.
+    let node = RawNode::new(&raft_config(cfg, member_id, 0), storage.clone())?;
+    Ok(Started {
+        member_id,
+        cluster_id,
+        node,
+        storage,
+        wal,
+        snapshotter,
+        store,
+        cluster: Arc::new(Cluster::new(cluster_id)),
+        snapshot_index: 0,
+        snapshot_term: 0,
+        fresh: true,
+        initial_members: members,
+        conf_view: ConfView::default(),
+    })
+}
+
 fn bootstrap(cfg: &ServerConfig, dirs: &DataDir) -> Result<Started, StartError> {
     if cfg.initial_cluster_state == ClusterState::Existing {
         return Err(StartError::Config(
-            "joining an existing cluster (--initial-cluster-state=existing) with an empty data \
-             directory is not supported yet; start the member with --initial-cluster-state=new"
+            "joining an existing cluster needs its member list first; start through \
+             EtcdServer::start"
                 .into(),
         ));
     }
@@ -207,7 +266,9 @@ fn bootstrap(cfg: &ServerConfig, dirs: &DataDir) -> Result<Started, StartError> 
         store,
         cluster: Arc::new(Cluster::new(cluster_id)),
         snapshot_index: 0,
+        snapshot_term: 0,
         fresh: true,
+        conf_view: ConfView::new(&members, &[]),
         initial_members: members,
     })
 }
@@ -248,6 +309,23 @@ fn restart(cfg: &ServerConfig, dirs: &DataDir) -> Result<Started, StartError> {
     }
     let cluster = Arc::new(Cluster::new(cluster_id));
     cluster.recover(&store)?;
+    if cluster.is_removed(member_id) {
+        return Err(StartError::Config(format!(
+            "member {member_id:x} has been permanently removed from cluster {cluster_id:x}; \
+             remove its data directory ({}) and add it again with MemberAdd to rejoin",
+            cfg.data_dir.display()
+        )));
+    }
+    // The conf changes after the snapshot are decided as they were the first time: from
+    // the membership the snapshot holds (or from the start of the log).
+    let conf_view = match &snapshot {
+        None => ConfView::default(),
+        Some(s) => ConfView::from_snapshot_data(&s.data).unwrap_or_else(|| {
+            tracing::warn!(snapshot_index = marker.index,
+                "the snapshot holds no member list; membership changes after it are checked against the backend's members");
+            ConfView::new(&cluster.members(), &cluster.removed_ids())
+        }),
+    };
 
     let storage = MemStorage::new();
     if let Some(snap) = snapshot {
@@ -270,8 +348,10 @@ fn restart(cfg: &ServerConfig, dirs: &DataDir) -> Result<Started, StartError> {
         store,
         cluster,
         snapshot_index: marker.index,
+        snapshot_term: marker.term,
         fresh: false,
-        initial_members: Vec::new(),
+        initial_members: initial_members(cfg),
+        conf_view,
     })
 }
 

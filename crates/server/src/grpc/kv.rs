@@ -10,7 +10,7 @@ use etcd_proto::etcdserverpb::{
 use tonic::{Request, Response, Status};
 
 use crate::apply::ApplyResponse;
-use crate::errors::ServerError;
+use crate::errors::{EtcdError, ServerError};
 use crate::kv;
 use crate::server::Shared;
 
@@ -36,6 +36,11 @@ impl Kv for KvService {
         &self,
         request: Request<RangeRequest>,
     ) -> Result<Response<RangeResponse>, Status> {
+        // A learner answers serializable reads only (the rest of its refusals are in
+        // `LearnerLayer`).
+        if !request.get_ref().serializable && self.shared.is_learner() {
+            return Err(EtcdError::NotSupportedForLearner.into());
+        }
         self.shared.check_has_leader(request.metadata())?;
         let r = request.into_inner();
         kv::check_range(&r).map_err(ServerError::from)?;

@@ -5,10 +5,12 @@
 //! linearizable barrier unless the request is serializable) or proposes the request
 //! through raft and waits for the applier; every response header carries
 //! `{cluster_id, member_id, revision, raft_term}`; every error is one of etcd's, from the
-//! table in [`crate::errors`].
+//! table in [`crate::errors`]. On a learner, only what etcd serves there passes
+//! ([`LearnerLayer`]).
 
 mod cluster;
 mod kv;
+mod learner;
 mod maintenance;
 
 use std::net::SocketAddr;
@@ -22,6 +24,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 pub use cluster::ClusterService;
 pub use kv::KvService;
+pub use learner::LearnerLayer;
 pub use maintenance::MaintenanceService;
 
 use crate::server::Shared;
@@ -37,6 +40,7 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener) -> Result<(), Str
         .tcp_nodelay(true)
         .accept_http1(true)
         .layer(crate::http::HttpLayer::new(shared.clone()))
+        .layer(LearnerLayer::new(shared.clone()))
         .add_service(
             KvServer::new(KvService::new(shared.clone()))
                 .max_decoding_message_size(max)

@@ -187,7 +187,7 @@ impl Wal {
         let start = segment::search_index(&names, marker.index)
             .ok_or_else(|| Error::NoSegment(dir.clone()))?;
         let names = names[start..].to_vec();
-        let r = replay(&dir, &names, &marker, true)?;
+        let r = replay(&dir, &names, &marker, true, true)?;
         let (tail_name, valid_end) = r.tail;
         let tail_path = segment::path(&dir, &tail_name);
         if let Some(TornTail {
@@ -504,7 +504,7 @@ impl WalReader {
         let names = segment::list(&self.dir)?;
         let start = segment::search_index(&names, self.marker.index)
             .ok_or_else(|| Error::NoSegment(self.dir.clone()))?;
-        let r = replay(&self.dir, &names[start..], &self.marker, true)?;
+        let r = replay(&self.dir, &names[start..], &self.marker, true, true)?;
         self.torn = r.torn;
         Ok(WalContents {
             metadata: r.metadata.unwrap_or_default(),
@@ -538,7 +538,7 @@ pub fn verify(dir: impl AsRef<Path>, marker: &walpb::Snapshot) -> Result<Verifie
     let names = segment::list(dir)?;
     let start = segment::search_index(&names, marker.index)
         .ok_or_else(|| Error::NoSegment(dir.to_path_buf()))?;
-    let r = replay(dir, &names[start..], marker, true)?;
+    let r = replay(dir, &names[start..], marker, true, true)?;
     Ok(Verified {
         hard_state: r.state,
         last_index: r.last_index,
@@ -552,7 +552,7 @@ pub fn verify(dir: impl AsRef<Path>, marker: &walpb::Snapshot) -> Result<Verifie
 pub fn valid_snapshot_entries(dir: impl AsRef<Path>) -> Result<Vec<walpb::Snapshot>> {
     let dir = dir.as_ref();
     let names = segment::list(dir)?;
-    let r = replay(dir, &names, &walpb::Snapshot::default(), false)?;
+    let r = replay(dir, &names, &walpb::Snapshot::default(), false, false)?;
     let commit = r.state.commit;
     Ok(r.snapshots
         .into_iter()

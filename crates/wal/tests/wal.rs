@@ -326,6 +326,38 @@ fn valid_snapshot_entries_lists_committed_markers() {
 }
 
 #[test]
+fn a_log_that_jumps_to_a_received_snapshot_reads_from_it() {
+    // A follower logs entries 1..=3, then installs the leader's snapshot at 10 and logs
+    // on from 11: the markers are found, and reading from the snapshot sees 11 and 12.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wal");
+    let mut w = Wal::create(&dir, b"m").unwrap();
+    w.save(
+        &state(1, 3),
+        &(1..=3).map(|i| entry(i, 1, 5)).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    w.save_snapshot(&marker(10, 2)).unwrap();
+    w.save(
+        &state(2, 12),
+        &(11..=12).map(|i| entry(i, 2, 5)).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    drop(w);
+    let snaps = etcd_wal::valid_snapshot_entries(&dir).unwrap();
+    assert_eq!(
+        snaps.iter().map(|s| s.index).collect::<Vec<_>>(),
+        vec![0, 10]
+    );
+    let mut w = Wal::open(&dir, marker(10, 2)).unwrap();
+    let contents = w.read_all().unwrap();
+    assert_eq!(
+        contents.entries.iter().map(|e| e.index).collect::<Vec<_>>(),
+        vec![11, 12]
+    );
+}
+
+#[test]
 fn wal_can_move_to_another_thread() {
     fn is_send<T: Send>() {}
     is_send::<Wal>();

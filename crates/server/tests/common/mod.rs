@@ -117,6 +117,21 @@ impl Member {
         }
     }
 
+    /// Waits until the process exits on its own (`None` if it still runs after `limit`
+    /// or was never started); the exit status.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            match self.child.as_mut().map(|c| c.try_wait()) {
+                Some(Ok(Some(status))) => return Some(status),
+                Some(Ok(None)) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                _ => return None,
+            }
+        }
+    }
+
     /// The member's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.spec.data_dir.with_extension("log")).unwrap_or_default()
@@ -174,6 +189,45 @@ impl Cluster {
         let c = Cluster { members, dir };
         c.wait_ready(Duration::from_secs(30)).await;
         c
+    }
+
+    /// Settings for one more member (fresh ports, data directory beside the others'),
+    /// not started.
+    pub fn new_spec(&self, name: &str) -> MemberSpec {
+        MemberSpec {
+            name: name.to_string(),
+            client_port: free_port(),
+            peer_port: free_port(),
+            data_dir: self.dir.path().join(format!("{name}.etcd")),
+        }
+    }
+
+    /// An `--initial-cluster` value naming `specs`.
+    pub fn initial_cluster_of(specs: &[&MemberSpec]) -> String {
+        specs
+            .iter()
+            .map(|s| format!("{}={}", s.name, s.peer_url()))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Starts one more member with this `--initial-cluster` and these flags (e.g.
+    /// `--initial-cluster-state existing` to join) and appends it to `members`; returns
+    /// its index. Does not wait for it.
+    pub fn start_member(
+        &mut self,
+        spec: MemberSpec,
+        initial_cluster: &str,
+        extra: &[&str],
+    ) -> usize {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        self.members.push(Member {
+            child: Some(Member::spawn(&spec, initial_cluster, &extra)),
+            spec,
+            initial_cluster: initial_cluster.to_string(),
+            extra,
+        });
+        self.members.len() - 1
     }
 
     pub fn endpoints(&self) -> Vec<String> {

@@ -5,8 +5,8 @@
 //! Debian's `etcd-server` package, or `$ETCD_REFERENCE`) it starts a fresh cluster of
 //! `--members` members on loopback ports chosen at run time, in a temporary directory,
 //! runs every scenario with `benchmark --output json`, reads each member's peak resident
-//! memory (VmHWM), kills the members, and finally prints a Markdown table with both
-//! columns and the ratios. Every member is killed even when a step fails.
+//! memory (VmHWM), and kills the members; the two servers alternate for `--rounds`
+//! rounds (default 3) and the table shows the median of each column and the ratios. Every member is killed even when a step fails.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -271,9 +271,33 @@ fn measure(
     result
 }
 
-/// `cargo xtask bench-compare [--members N] [--quick]`.
+/// The median of each scenario over rounds (rps and latencies taken separately).
+fn median(rounds: &[Vec<Measured>], scenario: usize) -> Measured {
+    let pick = |f: fn(&Measured) -> f64| {
+        let mut v: Vec<f64> = rounds
+            .iter()
+            .filter_map(|r| r.get(scenario))
+            .map(f)
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    Measured {
+        rps: pick(|m| m.rps),
+        p50_ms: pick(|m| m.p50_ms),
+        p99_ms: pick(|m| m.p99_ms),
+        errors: rounds
+            .iter()
+            .filter_map(|r| r.get(scenario))
+            .map(|m| m.errors)
+            .sum(),
+    }
+}
+
+/// `cargo xtask bench-compare [--members N] [--rounds N] [--quick]`.
 pub fn bench_compare(args: &[String]) -> Result<(), String> {
     let mut members = 1;
+    let mut rounds = 3;
     let mut quick = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -284,6 +308,13 @@ pub fn bench_compare(args: &[String]) -> Result<(), String> {
                     .and_then(|n| n.parse().ok())
                     .filter(|n| *n >= 1)
                     .ok_or("--members needs a positive number")?;
+            }
+            "--rounds" => {
+                rounds = it
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .filter(|n| *n >= 1)
+                    .ok_or("--rounds needs a positive number")?;
             }
             "--quick" => quick = true,
             other => return Err(format!("bench-compare: unknown argument `{other}`")),
@@ -317,10 +348,24 @@ pub fn bench_compare(args: &[String]) -> Result<(), String> {
             reference.display()
         ));
     }
-    let (ref_m, ref_rss) = measure("reference", &reference, &benchmark, members, quick)?;
-    let (our_m, our_rss) = measure("ours", &ours, &benchmark, members, quick)?;
+    // Alternate the two servers round by round, so a change in the machine's load hits
+    // both, and report medians.
+    let (mut ref_rounds, mut our_rounds) = (Vec::new(), Vec::new());
+    let (mut ref_rss, mut our_rss) = (0, 0);
+    for round in 1..=rounds {
+        eprintln!("xtask: round {round} of {rounds}");
+        let (m, rss) = measure("reference", &reference, &benchmark, members, quick)?;
+        ref_rounds.push(m);
+        ref_rss = ref_rss.max(rss);
+        let (m, rss) = measure("ours", &ours, &benchmark, members, quick)?;
+        our_rounds.push(m);
+        our_rss = our_rss.max(rss);
+    }
+    let n = scenarios(quick).len();
+    let our_m: Vec<Measured> = (0..n).map(|i| median(&our_rounds, i)).collect();
+    let ref_m: Vec<Measured> = (0..n).map(|i| median(&ref_rounds, i)).collect();
     println!(
-        "\n{members} member(s){}:\n",
+        "\n{members} member(s), median of {rounds} alternating rounds{}:\n",
         if quick { ", quick" } else { "" }
     );
     println!("| scenario | ours req/s | etcd 3.4 req/s | ratio | ours p99 ms | etcd p99 ms | p99 ratio |");

@@ -24,7 +24,7 @@ commands:
   test             cargo fmt --check, clippy -D warnings, all tests (nextest when present)
   serve [-- ARGS]  build and run the etcd server (defaults: 127.0.0.1:2379, data in default.etcd)
   deny             cargo deny check (installs cargo-deny if missing)
-  bench-compare [--members N] [--quick]
+  bench-compare [--members N] [--rounds N] [--quick]
                    our server and the reference etcd (/usr/bin/etcd) side by side with the
                    benchmark tool; prints a Markdown table for docs/benchmarks.md
   sim --seeds N [--seed S] [--steps N]

@@ -15,7 +15,7 @@ const LIMIT: Duration = Duration::from_secs(30);
 
 /// The id of the member named `name`, as a member list shows it.
 async fn id_of(c: &mut Client, name: &str) -> u64 {
-    let list = c.member_list().await.unwrap();
+    let list = c.member_list().await.expect("member list");
     list.members()
         .iter()
         .find(|m| m.name() == name)
@@ -134,7 +134,7 @@ async fn an_added_member_joins_catches_up_by_snapshot_and_survives_a_full_restar
     })
     .await;
     // It has the id MemberAdd gave it, follows new writes, and publishes its name.
-    let mut n = common::connect(&[url.clone()]).await;
+    let mut n = common::connect(std::slice::from_ref(&url)).await;
     let status = n.status().await.unwrap();
     assert_eq!(status.header().unwrap().member_id(), member.id());
     assert!(!status.is_learner());
@@ -143,7 +143,7 @@ async fn an_added_member_joins_catches_up_by_snapshot_and_survives_a_full_restar
     let members = wait_members(&cluster.members[0].spec.client_url(), 4).await;
     let m3 = members.iter().find(|m| m.id() == member.id()).unwrap();
     assert_eq!(m3.name(), "m3");
-    assert_eq!(m3.client_urls(), [url.clone()]);
+    assert_eq!(m3.client_urls(), std::slice::from_ref(&url));
     // Four voters: the cluster survives losing one of the originals.
     drop(c);
     drop(n);
@@ -294,7 +294,7 @@ async fn a_learner_serves_only_serializable_reads_until_it_is_promoted() {
     wait_count(&url, "k", 1).await;
 
     // A learner answers serializable reads and Status, and refuses the rest.
-    let mut l = common::connect(&[url.clone()]).await;
+    let mut l = common::connect(std::slice::from_ref(&url)).await;
     let r = l
         .get("k", Some(GetOptions::new().with_serializable()))
         .await
@@ -553,7 +553,7 @@ async fn member_update_changes_peer_urls_and_the_cluster_keeps_working() {
         let m = list.iter().find(|m| m.id() == id).unwrap();
         assert_eq!(
             m.peer_urls(),
-            [old.clone()],
+            std::slice::from_ref(&old),
             "on {}",
             cluster.members[i].spec.name
         );

@@ -564,3 +564,62 @@ async fn member_update_changes_peer_urls_and_the_cluster_keeps_working() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_changes_are_answered_without_waiting_for_a_timeout() {
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.leader(LIMIT).await;
+    let c = cluster.client(leader).await;
+    // Raft takes one conf change at a time: one proposed while another is not applied
+    // yet is refused at once (etcd's proposer would wait for its request to time out).
+    let (a, b) = (cluster.new_spec("a"), cluster.new_spec("b"));
+    let started = std::time::Instant::now();
+    let (ra, rb) = tokio::join!(
+        {
+            let mut c = c.clone();
+            async move { c.member_add([a.peer_url()], None).await }
+        },
+        {
+            let mut c = c.clone();
+            async move { c.member_add([b.peer_url()], None).await }
+        }
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    let mut added = 0;
+    for r in [ra, rb] {
+        match r {
+            Ok(_) => added += 1,
+            Err(etcd_client::Error::GRpcStatus(s)) => {
+                assert_eq!(s.code(), Code::Unknown, "{s:?}");
+                assert!(s.message().starts_with("raft proposal dropped"), "{s:?}");
+            }
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert!(added >= 1);
+    let mut c = c.clone();
+    assert_eq!(c.member_list().await.unwrap().members().len(), 3 + added);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_not_added_first_cannot_join() {
+    if common::against_other_etcd() {
+        return; // the check reads our log
+    }
+    let mut cluster = Cluster::start(3).await;
+    let spec = cluster.new_spec("stranger");
+    let specs: Vec<_> = cluster.members.iter().map(|m| m.spec.clone()).collect();
+    let initial = Cluster::initial_cluster_of(&[&specs[0], &specs[1], &specs[2], &spec]);
+    let i = cluster.start_member(spec, &initial, &["--initial-cluster-state", "existing"]);
+    let status = cluster.members[i].wait_exit(LIMIT).await;
+    assert!(status.is_some_and(|s| !s.success()), "{status:?}");
+    let log = cluster.members[i].log();
+    assert!(log.contains("member count is unequal"), "{log}");
+    // The cluster is untouched.
+    let mut c = cluster.client(0).await;
+    assert_eq!(c.member_list().await.unwrap().members().len(), 3);
+}

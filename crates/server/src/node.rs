@@ -15,7 +15,8 @@
 //!
 //! Invariants: a WAL or snapshot write failure stops the member (nothing is
 //! acknowledged that is not durable); the loop never blocks on the network (the
-//! transport's `send` is non-blocking and snapshots are sent from another thread); the
+//! transport's `send` and `send_snapshot` are non-blocking; the checkpoint is the
+//! applier's); the
 //! apply queue is bounded, so a slow applier slows the loop down instead of growing
 //! memory.
 

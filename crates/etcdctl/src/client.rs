@@ -268,6 +268,7 @@ impl Connector {
         if let Some(conn) = self.cached() {
             return Ok(conn);
         }
+        let deadline = self.client_deadline(deadline);
         let channel = self.dial_any(deadline).await;
         let conn = self.finish(channel, deadline).await?;
         self.cache(&conn);
@@ -309,16 +310,22 @@ impl Connector {
                 // timeout; any failure there is a connection failure.
                 let channel = channel
                     .ok_or_else(|| RpcError::DeadlineExceeded.exit(ExitCode::BadConnection))?;
-                let auth_deadline = if self.dial_timeout.is_zero() {
-                    deadline
-                } else {
-                    Instant::now() + self.dial_timeout
-                };
-                let token = authenticate(&channel, credentials, auth_deadline)
+                let token = authenticate(&channel, credentials, deadline)
                     .await
                     .map_err(|e| e.exit(ExitCode::BadConnection))?;
                 Ok(Conn { channel, token })
             }
+        }
+    }
+
+    /// With credentials, etcdctl's client connects and authenticates before any request,
+    /// within `--dial-timeout`; without, the connection is waited for within the
+    /// request's own deadline.
+    fn client_deadline(&self, deadline: Instant) -> Instant {
+        if self.credentials.is_some() && !self.dial_timeout.is_zero() {
+            Instant::now() + self.dial_timeout
+        } else {
+            deadline
         }
     }
 
@@ -328,6 +335,7 @@ impl Connector {
         endpoint: &EndpointUrl,
         deadline: Instant,
     ) -> Result<Conn, CtlError> {
+        let deadline = self.client_deadline(deadline);
         let mut backoff = FIRST_DIAL_BACKOFF;
         let channel = loop {
             if let Some(channel) = self.dial(&endpoint.url, deadline).await {

@@ -258,6 +258,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "s" => 1_000_000_000,
             "m" => 60_000_000_000,
             "h" => 3_600_000_000_000,
+            "" if !number.is_empty() => {
+                return Err(format!(
+                    "time: missing unit in duration {}",
+                    quote(text.as_bytes())
+                ))
+            }
+            unit if !number.is_empty() => {
+                return Err(format!(
+                    "time: unknown unit {} in duration {}",
+                    quote(unit.as_bytes()),
+                    quote(text.as_bytes())
+                ))
+            }
             _ => return Err(bad()),
         };
         rest = &rest[unit_len..];
@@ -460,6 +473,18 @@ mod tests {
         for bad in ["", "5", "s", "1x", "-1s", ".s", "99999999999999999999h"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+        assert_eq!(
+            parse_duration("2x").unwrap_err(),
+            "time: unknown unit \"x\" in duration \"2x\""
+        );
+        assert_eq!(
+            parse_duration("5").unwrap_err(),
+            "time: missing unit in duration \"5\""
+        );
+        assert_eq!(
+            parse_duration("s").unwrap_err(),
+            "time: invalid duration \"s\""
+        );
         assert_eq!(
             duration_string(Duration::from_nanos(1_244_975)),
             "1.244975ms"

@@ -224,6 +224,10 @@ async fn watch_stream(
 ) -> WatchEnd {
     let mut start_revision = spec.start_revision;
     let mut retry_wait = Duration::from_millis(100);
+    // Once a stream broke, a server that restarts may accept the new stream before it
+    // has a leader (etcd itself serves only once ready): `no leader` on a resumed
+    // stream, before any answer, is waited out instead of ending the watch.
+    let mut resuming = false;
     loop {
         // A watch waits for the cluster as long as it takes, as etcdctl's does.
         let deadline = Instant::now() + connector.command_timeout().max(Duration::from_secs(1));
@@ -253,16 +257,18 @@ async fn watch_stream(
             .await;
         let mut stream = match opened {
             Ok(stream) => stream.into_inner(),
-            Err(status) if halts(&status) => {
+            Err(status) if halts(&status) && !(resuming && is_no_leader(&status)) => {
                 return canceled_by_error(&printer, &status);
             }
             Err(_) => {
+                resuming = true;
                 connector.reset();
                 tokio::time::sleep(retry_wait).await;
                 retry_wait = (retry_wait * 2).min(MAX_RETRY_WAIT);
                 continue;
             }
         };
+        let mut answered = false;
         loop {
             let message = tokio::select! {
                 message = stream.message() => message,
@@ -276,12 +282,18 @@ async fn watch_stream(
             };
             let response = match message {
                 Ok(Some(response)) => response,
-                Err(status) if halts(&status) => return canceled_by_error(&printer, &status),
+                Err(status)
+                    if halts(&status) && !(resuming && !answered && is_no_leader(&status)) =>
+                {
+                    return canceled_by_error(&printer, &status)
+                }
                 Ok(None) | Err(_) => {
+                    resuming = true;
                     connector.reset();
                     break;
                 }
             };
+            answered = true;
             retry_wait = Duration::from_millis(100);
             if response.created && response.events.is_empty() && !response.canceled {
                 continue;
@@ -301,6 +313,10 @@ async fn watch_stream(
         tokio::time::sleep(retry_wait).await;
         retry_wait = (retry_wait * 2).min(MAX_RETRY_WAIT);
     }
+}
+
+fn is_no_leader(status: &tonic::Status) -> bool {
+    status.message() == "etcdserver: no leader"
 }
 
 /// A watch closed by a stream error: clientv3 delivers it as a canceled response.

@@ -332,6 +332,15 @@ fn same_output_as_the_reference_etcdctl() {
     };
     let mut mismatches = Vec::new();
     for ((case, ours), theirs) in CASES.iter().zip(&ours).zip(&theirs) {
+        if theirs.stderr.contains("panic: ") {
+            // etcdctl crashes here (e.g. `alarm list -w fields` when etcd 3.4 answers
+            // without a header): nothing to copy.
+            eprintln!(
+                "note: the reference etcdctl crashed on {:?}; not compared",
+                case.args
+            );
+            continue;
+        }
         let a = render(ours, &mut our_ids, &stable, false);
         let b = render(theirs, &mut their_ids, &stable, true);
         if std::env::var_os("COMPARE_DEBUG").is_some() {

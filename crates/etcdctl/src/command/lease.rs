@@ -25,6 +25,9 @@ use crate::gofmt;
 use crate::printer::Format;
 use crate::{emit, Env, Session};
 
+/// etcd's `MaxLeaseTTL` (seconds).
+const MAX_TTL_SECS: u64 = 9_000_000_000;
+
 /// Pause before re-opening a broken keep-alive stream (clientv3's `retryConnWait`).
 const RETRY_WAIT: Duration = Duration::from_millis(500);
 
@@ -192,7 +195,10 @@ async fn keep_alive_forever(env: &Env, session: &Session, id: i64) -> Result<(),
             Err(e) if e.code == ExitCode::BadConnection => return Err(e),
             Err(_) => break 'streams,
         };
+        // The first request goes in before the stream opens: a Go server sends its
+        // response headers only with the first answer.
         let (tx, rx) = mpsc::channel(1);
+        let _ = tx.try_send(LeaseKeepAliveRequest { id });
         let opened = tokio::time::timeout_at(
             deadline,
             LeaseClient::new(conn.channel.clone())
@@ -209,9 +215,6 @@ async fn keep_alive_forever(env: &Env, session: &Session, id: i64) -> Result<(),
             Ok(Ok(stream)) => stream.into_inner(),
         };
         loop {
-            if tx.send(LeaseKeepAliveRequest { id }).await.is_err() {
-                continue 'streams;
-            }
             let response = match tokio::time::timeout_at(deadline, stream.message()).await {
                 Err(_) => break 'streams,
                 Ok(Ok(Some(response))) => response,
@@ -225,10 +228,16 @@ async fn keep_alive_forever(env: &Env, session: &Session, id: i64) -> Result<(),
                 break 'streams;
             }
             emit(&session.printer.keep_alive(&response)?)?;
-            let ttl = Duration::from_secs(u64::try_from(response.ttl).unwrap_or(0));
+            // etcd's longest lease TTL is 9e9 seconds; an answer beyond it is capped, so
+            // the deadline arithmetic cannot overflow.
+            let ttl =
+                Duration::from_secs(u64::try_from(response.ttl).unwrap_or(0).min(MAX_TTL_SECS));
             let now = Instant::now();
             deadline = now + ttl;
             tokio::time::sleep_until(now + ttl / 3).await;
+            if tx.send(LeaseKeepAliveRequest { id }).await.is_err() {
+                continue 'streams;
+            }
         }
     }
     if session.printer.format == Format::Simple {

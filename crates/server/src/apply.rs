@@ -65,6 +65,8 @@ pub enum ApplyResponse {
     LeaseRevoke(LeaseRevokeResponse),
     /// A membership change: the members after it.
     Members(Vec<Member>),
+    /// An Alarm request: the alarms it concerns.
+    Alarm(Vec<etcd_proto::etcdserverpb::AlarmMember>),
     /// Anything without a response body.
     Empty,
 }
@@ -216,7 +218,24 @@ impl Applier {
         req: InternalRaftRequest,
     ) -> Result<ApplyResult, String> {
         let lease_exists = |id: i64| self.shared.lease_exists(id);
-        let result = if let Some(put) = req.put {
+        // With a NOSPACE alarm raised, requests that grow the backend fail on every
+        // member alike until the alarm is disarmed.
+        if crate::server::grows_backend(&req)
+            && self
+                .shared
+                .alarms
+                .is_active(etcd_proto::etcdserverpb::AlarmType::Nospace)
+        {
+            return Ok(Err(crate::errors::EtcdError::NoSpace.into()));
+        }
+        let result = if let Some(a) = req.alarm {
+            self.shared
+                .alarms
+                .apply(batch, &a)
+                .map(ApplyResponse::Alarm)
+                .map_err(|e| format!("backend: {e}"))
+                .map_err(ServerError::Internal)
+        } else if let Some(put) = req.put {
             let mut txn = batch.txn();
             let r = kv::apply_put(&mut txn, &put, &lease_exists);
             let done = txn.end();

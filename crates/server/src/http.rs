@@ -108,6 +108,15 @@ async fn health(shared: &Shared, serializable: bool) -> Response<Body> {
             r#"{"health":"false","reason":"RAFT NO LEADER"}"#.to_string(),
         );
     }
+    if let Some(a) = shared.alarms.list().first() {
+        let name = etcd_proto::etcdserverpb::AlarmType::try_from(a.alarm)
+            .map(|t| t.as_str_name())
+            .unwrap_or("UNKNOWN");
+        return json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(r#"{{"health":"false","reason":"ALARM {name}"}}"#),
+        );
+    }
     if !serializable {
         let read = tokio::time::timeout(HEALTH_READ_TIMEOUT, shared.linearizable_read()).await;
         if !matches!(read, Ok(Ok(()))) {

@@ -11,6 +11,7 @@
 //! [`errors`] (the table of etcd's gRPC codes and error strings), [`ids`] (member and
 //! cluster ids as etcd derives them), [`logging`] (JSON or text `tracing` output).
 
+pub mod alarm;
 pub mod apply;
 pub mod compactor;
 pub mod config;

@@ -17,7 +17,8 @@ use crossbeam_channel::Sender;
 use etcd_lease::{Lessor, LessorConfig, SystemClock};
 use etcd_mvcc::{Batch, Event, Store};
 use etcd_proto::etcdserverpb::{
-    InternalRaftRequest, LeaseGrantResponse, RequestHeader, ResponseHeader,
+    alarm_request::AlarmAction, AlarmRequest, AlarmType, InternalRaftRequest, LeaseGrantResponse,
+    RequestHeader, ResponseHeader,
 };
 use etcd_proto::prost::Message as _;
 use etcd_proto::rafthttppb::{MembersResponse, PeerMember};
@@ -68,6 +69,9 @@ pub struct Shared {
     commit: AtomicU64,
     last_index: AtomicU64,
     db_size: AtomicU64,
+    nospace_proposed: AtomicBool,
+    /// The cluster's alarms.
+    pub alarms: crate::alarm::Alarms,
     read_states: Mutex<HashMap<u64, oneshot::Sender<u64>>>,
     read_waiters: Mutex<Vec<oneshot::Sender<Result<(), ServerError>>>>,
     read_notify: Notify,
@@ -270,19 +274,57 @@ impl Shared {
         }
     }
 
-    /// Refuses requests that grow the backend once it is over `--quota-backend-bytes`
-    /// (deletes, revokes and compactions still pass, so space can be reclaimed).
+    /// Refuses requests that grow the backend while a NOSPACE alarm is raised, or once
+    /// the backend is over `--quota-backend-bytes` (then raising the alarm, as etcd).
+    /// Deletes, revokes and compactions still pass, so space can be reclaimed.
     fn check_quota(&self, req: &InternalRaftRequest) -> Result<(), ServerError> {
-        let grows = req.put.is_some()
-            || req.lease_grant.is_some()
-            || req
-                .txn
-                .as_ref()
-                .is_some_and(|t| !crate::kv::txn_is_read_only(t));
-        if grows && self.db_size.load(Ordering::Relaxed) > self.cfg.quota_backend_bytes {
+        if !grows_backend(req) {
+            return Ok(());
+        }
+        if self.alarms.is_active(AlarmType::Nospace) {
+            return Err(EtcdError::NoSpace.into());
+        }
+        if self.db_size.load(Ordering::Relaxed) > self.cfg.quota_backend_bytes {
+            self.raise_nospace();
             return Err(EtcdError::NoSpace.into());
         }
         Ok(())
+    }
+
+    /// Proposes a NOSPACE alarm for this member (once until it is disarmed).
+    fn raise_nospace(&self) {
+        if self.nospace_proposed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tracing::warn!(
+            quota = self.cfg.quota_backend_bytes,
+            size = self.db_size.load(Ordering::Relaxed),
+            "backend over its quota; raising the NOSPACE alarm"
+        );
+        let req = InternalRaftRequest {
+            header: Some(RequestHeader {
+                id: self.ids.next(),
+                ..Default::default()
+            }),
+            alarm: Some(AlarmRequest {
+                action: AlarmAction::Activate as i32,
+                member_id: self.member_id,
+                alarm: AlarmType::Nospace as i32,
+            }),
+            ..Default::default()
+        };
+        if self
+            .node_tx
+            .try_send(NodeInput::Propose(Bytes::from(req.encode_to_vec())))
+            .is_err()
+        {
+            self.nospace_proposed.store(false, Ordering::Release);
+        }
+    }
+
+    /// Lets the next quota breach raise the alarm again (after a disarm).
+    pub(crate) fn alarm_disarmed(&self) {
+        self.nospace_proposed.store(false, Ordering::Release);
     }
 
     /// Samples the backend's size (for the quota) until the member stops.
@@ -427,6 +469,7 @@ impl Shared {
     }
 
     pub(crate) fn after_restore(&self, store: &Store) {
+        self.alarms.recover(store);
         // Watchers catch up from the replaced history.
         self.watchable.restore();
         if let Err(err) = self.lessor.recover(store) {
@@ -444,6 +487,16 @@ impl Shared {
             self.lessor.demote();
         }
     }
+}
+
+/// Whether a request can grow the backend (what the quota and NOSPACE refuse).
+pub fn grows_backend(req: &InternalRaftRequest) -> bool {
+    req.put.is_some()
+        || req.lease_grant.is_some()
+        || req
+            .txn
+            .as_ref()
+            .is_some_and(|t| !crate::kv::txn_is_read_only(t))
 }
 
 /// Delivers peer traffic to the node loop.
@@ -608,6 +661,12 @@ impl EtcdServer {
             commit: AtomicU64::new(0),
             last_index: AtomicU64::new(0),
             db_size: AtomicU64::new(started.store.backend().size_bytes().unwrap_or(0)),
+            nospace_proposed: AtomicBool::new(false),
+            alarms: {
+                let alarms = crate::alarm::Alarms::default();
+                alarms.recover(&started.store);
+                alarms
+            },
             read_states: Mutex::new(HashMap::new()),
             read_waiters: Mutex::new(Vec::new()),
             read_notify: Notify::new(),

@@ -450,6 +450,68 @@ async fn writes_over_the_quota_get_no_space_and_deletes_still_pass() {
         "etcdserver: mvcc: database space exceeded",
     );
     c.delete("k", None).await.unwrap();
+
+    // The breach raised a NOSPACE alarm for this member, replicated and listed.
+    let alarms = common::eventually(Duration::from_secs(10), || {
+        let mut c = c.clone();
+        async move {
+            let r = c
+                .alarm(
+                    etcd_client::AlarmAction::Get,
+                    etcd_client::AlarmType::None,
+                    None,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            if r.alarms().is_empty() {
+                Err("no alarm yet".to_string())
+            } else {
+                Ok(r.alarms().to_vec())
+            }
+        }
+    })
+    .await;
+    assert_eq!(alarms.len(), 1);
+    assert_eq!(alarms[0].alarm(), etcd_client::AlarmType::Nospace);
+    let member = c.status().await.unwrap().header().unwrap().member_id();
+    assert_eq!(alarms[0].member_id(), member);
+    // Writes that grow the backend fail while it is raised, txns too.
+    let err = c
+        .txn(etcd_client::Txn::new().and_then([etcd_client::TxnOp::put("t", "v", None)]))
+        .await
+        .unwrap_err();
+    assert_etcd_error(
+        err,
+        Code::ResourceExhausted,
+        "etcdserver: mvcc: database space exceeded",
+    );
+
+    // Disarming clears it; the backend is still over this quota, so the next write
+    // fails again and raises it again, as etcd does.
+    let mut opts = etcd_client::AlarmOptions::new();
+    opts.with_member(member);
+    c.alarm(
+        etcd_client::AlarmAction::Deactivate,
+        etcd_client::AlarmType::Nospace,
+        Some(opts),
+    )
+    .await
+    .unwrap();
+    let r = c
+        .alarm(
+            etcd_client::AlarmAction::Get,
+            etcd_client::AlarmType::None,
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(r.alarms().is_empty(), "{} alarms left", r.alarms().len());
+    let err = c.put("k", "v", None).await.unwrap_err();
+    assert_etcd_error(
+        err,
+        Code::ResourceExhausted,
+        "etcdserver: mvcc: database space exceeded",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

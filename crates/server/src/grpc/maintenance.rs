@@ -36,12 +36,27 @@ type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>
 impl Maintenance for MaintenanceService {
     async fn alarm(
         &self,
-        _request: Request<AlarmRequest>,
+        request: Request<AlarmRequest>,
     ) -> Result<Response<AlarmResponse>, Status> {
-        Ok(Response::new(AlarmResponse {
-            header: self.shared.header(),
-            alarms: Vec::new(),
-        }))
+        let r = request.into_inner();
+        let deactivate =
+            r.action == etcd_proto::etcdserverpb::alarm_request::AlarmAction::Deactivate as i32;
+        let req = etcd_proto::etcdserverpb::InternalRaftRequest {
+            alarm: Some(r),
+            ..Default::default()
+        };
+        match self.shared.propose(req).await? {
+            crate::apply::ApplyResponse::Alarm(alarms) => {
+                if deactivate {
+                    self.shared.alarm_disarmed();
+                }
+                Ok(Response::new(AlarmResponse {
+                    header: self.shared.header(),
+                    alarms,
+                }))
+            }
+            _ => Err(ServerError::Internal("unexpected apply result".into()).into()),
+        }
     }
 
     async fn status(

@@ -456,15 +456,20 @@ impl Applier {
             ));
         };
         let store = self.shared.store();
-        store
-            .restore_from(&dir)
-            .map_err(|e| format!("cannot install the backend of snapshot {index}: {e}"))?;
+        {
+            // Client reads wait while the content is replaced, so none sees a mix of
+            // the old and the new backend.
+            let _gate = self.shared.read_gate.write();
+            store
+                .restore_from(&dir)
+                .map_err(|e| format!("cannot install the backend of snapshot {index}: {e}"))?;
+            self.shared
+                .cluster
+                .recover(&store)
+                .map_err(|e| format!("backend: {e}"))?;
+            self.shared.after_restore(&store);
+        }
         let _ = std::fs::remove_dir_all(&dir);
-        self.shared
-            .cluster
-            .recover(&store)
-            .map_err(|e| format!("backend: {e}"))?;
-        self.shared.after_restore(&store);
         let ci = store.consistent_index();
         let meta = snap.metadata.clone().unwrap_or_default();
         (self.applied_index, self.applied_term) = if ci.index >= index {

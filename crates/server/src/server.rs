@@ -72,6 +72,8 @@ pub struct Shared {
     nospace_proposed: AtomicBool,
     /// The cluster's alarms.
     pub alarms: crate::alarm::Alarms,
+    /// Client reads hold it shared; installing a leader's backend holds it exclusively.
+    pub read_gate: parking_lot::RwLock<()>,
     read_states: Mutex<HashMap<u64, oneshot::Sender<u64>>>,
     read_waiters: Mutex<Vec<oneshot::Sender<Result<(), ServerError>>>>,
     read_notify: Notify,
@@ -662,6 +664,7 @@ impl EtcdServer {
             last_index: AtomicU64::new(0),
             db_size: AtomicU64::new(started.store.backend().size_bytes().unwrap_or(0)),
             nospace_proposed: AtomicBool::new(false),
+            read_gate: parking_lot::RwLock::new(()),
             alarms: {
                 let alarms = crate::alarm::Alarms::default();
                 alarms.recover(&started.store);

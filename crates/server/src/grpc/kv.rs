@@ -48,7 +48,10 @@ impl Kv for KvService {
             self.shared.linearizable_read().await?;
         }
         let store = self.shared.store();
-        let mut resp = kv::range(&store.read(), &r)?;
+        let mut resp = {
+            let _gate = self.shared.read_gate.read();
+            kv::range(&store.read(), &r)?
+        };
         self.shared.fill_header(&mut resp.header);
         Ok(Response::new(resp))
     }
@@ -99,7 +102,10 @@ impl Kv for KvService {
                 self.shared.linearizable_read().await?;
             }
             let store = self.shared.store();
-            let mut resp = kv::read_txn(&store.read(), &r)?;
+            let mut resp = {
+                let _gate = self.shared.read_gate.read();
+                kv::read_txn(&store.read(), &r)?
+            };
             self.shared.fill_header(&mut resp.header);
             return Ok(Response::new(resp));
         }

@@ -141,9 +141,13 @@ impl Applier {
                 index: last.index,
                 term: last.term,
             });
+            let commit_started = Instant::now();
             batch
                 .commit()
                 .map_err(|e| format!("failed to commit an apply batch: {e}"))?;
+            crate::metrics::METRICS
+                .backend_commit
+                .observe(commit_started.elapsed());
             self.applied_index = last.index;
             self.applied_term = last.term;
             self.shared.set_applied(last.index);

@@ -1,5 +1,5 @@
 //! HTTP on the client port, beside gRPC (as etcd serves them on one port): `/health`,
-//! `/livez`, `/readyz` and `/version`.
+//! `/livez`, `/readyz`, `/version` and `/metrics` (Prometheus text, [`crate::metrics`]).
 //!
 //! A tower layer in front of the gRPC router answers these paths itself and passes
 //! everything else on, so gRPC (HTTP/2) and plain HTTP/1.1 probes share the listener.
@@ -81,6 +81,14 @@ where
                     .is_some_and(|q| q.contains("serializable=true"));
                 Box::pin(async move { Ok(health(&shared, serializable).await) })
             }
+            (true, "/metrics") => Box::pin(async move {
+                let body = crate::metrics::render(&shared);
+                Ok(respond(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    body,
+                ))
+            }),
             (true, "/livez") => Box::pin(async move { Ok(text(StatusCode::OK, "ok")) }),
             (true, "/readyz") => Box::pin(async move {
                 if shared.leader() == 0 {

@@ -24,6 +24,7 @@ pub mod kv;
 mod lease_watch;
 pub mod logging;
 pub mod membership;
+pub mod metrics;
 pub mod node;
 pub mod reconfig;
 pub mod server;

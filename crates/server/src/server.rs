@@ -177,6 +177,11 @@ impl Shared {
         let was_leader = self.is_leader.swap(is_leader, Ordering::AcqRel);
         let previous = self.leader.send_replace(leader);
         if previous != leader {
+            if leader != 0 {
+                crate::metrics::METRICS
+                    .leader_changes
+                    .fetch_add(1, Ordering::Relaxed);
+            }
             tracing::info!(local_member_id = %format!("{:x}", self.member_id),
                 leader = %format!("{leader:x}"), term = self.term(), "leader changed");
         }
@@ -236,7 +241,23 @@ impl Shared {
     }
 
     /// Proposes a request and waits for its result.
-    pub async fn propose(&self, mut req: InternalRaftRequest) -> ApplyResult {
+    pub async fn propose(&self, req: InternalRaftRequest) -> ApplyResult {
+        let result = self.propose_once(req).await;
+        if let Err(ServerError::Etcd(
+            EtcdError::Timeout
+            | EtcdError::TimeoutDueToLeaderFail
+            | EtcdError::TooManyRequests
+            | EtcdError::Stopped,
+        )) = &result
+        {
+            crate::metrics::METRICS
+                .proposals_failed
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    async fn propose_once(&self, mut req: InternalRaftRequest) -> ApplyResult {
         if *self.stopping.borrow() {
             return Err(EtcdError::Stopped.into());
         }

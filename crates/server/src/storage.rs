@@ -128,6 +128,14 @@ pub struct Started {
     pub conf_view: ConfView,
 }
 
+/// The WAL's options: etcd's segment size, fsync timings into the metrics.
+fn wal_options() -> etcd_wal::WalOptions {
+    etcd_wal::WalOptions {
+        metrics: Arc::new(crate::metrics::WalMetrics),
+        ..etcd_wal::WalOptions::default()
+    }
+}
+
 /// The raft configuration for a member.
 pub fn raft_config(cfg: &ServerConfig, member_id: u64, applied: u64) -> RaftConfig {
     let mut rc = RaftConfig::new(member_id);
@@ -199,7 +207,7 @@ fn join(cfg: &ServerConfig, dirs: &DataDir, existing: Existing) -> Result<Starte
         cluster_id,
     }
     .encode_to_vec();
-    let wal = Wal::create(&dirs.wal, &metadata)?;
+    let wal = Wal::create_with(&dirs.wal, &metadata, wal_options())?;
     let snapshotter = Snapshotter::new(&dirs.snap)?;
     let storage = MemStorage::new();
     // No bootstrap entries: the leader sends the log or a snapshot.
@@ -251,7 +259,7 @@ fn bootstrap(cfg: &ServerConfig, dirs: &DataDir) -> Result<Started, StartError> 
         cluster_id,
     }
     .encode_to_vec();
-    let wal = Wal::create(&dirs.wal, &metadata)?;
+    let wal = Wal::create_with(&dirs.wal, &metadata, wal_options())?;
     let snapshotter = Snapshotter::new(&dirs.snap)?;
     let storage = MemStorage::new();
     let mut node = RawNode::new(&raft_config(cfg, member_id, 0), storage.clone())?;
@@ -291,7 +299,7 @@ fn restart(cfg: &ServerConfig, dirs: &DataDir) -> Result<Started, StartError> {
             conf_state: m.conf_state.clone(),
         })
         .unwrap_or_default();
-    let mut wal = Wal::open(&dirs.wal, marker.clone())?;
+    let mut wal = Wal::open_with(&dirs.wal, marker.clone(), wal_options())?;
     let contents = wal.read_all()?;
     let meta = Metadata::decode(contents.metadata.as_slice())
         .map_err(|e| StartError::Config(format!("wal metadata does not decode: {e}")))?;

@@ -40,7 +40,7 @@ fn unchunk(body: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn health_version_livez_readyz() {
+async fn health_version_metrics_livez_readyz() {
     let mut cluster = Cluster::start(3).await;
     let port = cluster.members[0].spec.client_port;
     let (status, body) = tokio::task::spawn_blocking(move || get(port, "/health"))

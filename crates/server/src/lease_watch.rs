@@ -431,6 +431,13 @@ impl Watch for WatchService {
         request: Request<Streaming<PbWatchRequest>>,
     ) -> Result<Response<WatchStreamOut>, Status> {
         self.shared.check_has_leader(request.metadata())?;
+        // With `hasleader=true` the stream ends with `no leader` once the member loses
+        // its leader, as etcd's watch server does.
+        let require_leader = request
+            .metadata()
+            .get("hasleader")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v == "true");
         let mut incoming = request.into_inner();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let mut ws = self.shared.watchable().watch_stream();
@@ -441,8 +448,20 @@ impl Watch for WatchService {
         };
         let shared = self.shared.clone();
         tokio::spawn(async move {
+            let leader_lost = async {
+                if !require_leader {
+                    return std::future::pending::<()>().await;
+                }
+                let mut leader = shared.leader_watch();
+                let _ = leader.wait_for(|l| *l == 0).await;
+            };
+            tokio::pin!(leader_lost);
             loop {
                 tokio::select! {
+                    () = &mut leader_lost => {
+                        let _ = session.tx.send(Err(EtcdError::NoLeader.into())).await;
+                        return;
+                    }
                     msg = incoming.next() => match msg {
                         Some(Ok(req)) => {
                             if !session.on_request(&ws, req).await {

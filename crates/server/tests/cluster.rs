@@ -287,8 +287,31 @@ async fn without_quorum_writes_time_out_and_require_leader_fails_fast() {
     let mut cluster = Cluster::start(3).await;
     let mut c = cluster.client(0).await;
     c.put("before", "1", None).await.unwrap();
+    // A watch opened with `hasleader` ends with `no leader` once the leader is gone.
+    let opts = etcd_client::ConnectOptions::new().with_require_leader(true);
+    let mut rl = etcd_client::Client::connect([cluster.members[0].spec.client_url()], Some(opts))
+        .await
+        .unwrap();
+    let (_w, mut watch) = rl.watch("before", None).await.unwrap().split();
+    assert!(watch.message().await.unwrap().unwrap().created());
     cluster.members[1].kill();
     cluster.members[2].kill();
+    let ended = tokio::time::timeout(LIMIT, async {
+        loop {
+            match watch.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => return None,
+                Err(e) => return Some(common::status_of(e)),
+            }
+        }
+    })
+    .await
+    .expect("the watch did not end");
+    let status = ended.expect("the watch ended without an error");
+    assert_eq!(
+        (status.code(), status.message()),
+        (tonic::Code::Unavailable, "etcdserver: no leader")
+    );
     // CheckQuorum makes a leader without a quorum step down within an election timeout;
     // a client that requires a leader is then refused at once.
     let url = cluster.members[0].spec.client_url();

@@ -129,11 +129,11 @@ pub struct GlobalArgs {
     pub cacert: Option<String>,
 
     /// username[:password] for authentication (prompt if password is not supplied)
-    #[arg(long, global = true, env = "ETCDCTL_USER")]
+    #[arg(long, global = true, env = "ETCDCTL_USER", hide_env_values = true)]
     pub user: Option<String>,
 
     /// password for authentication (if this option is used, --user option shouldn't include password)
-    #[arg(long, global = true, env = "ETCDCTL_PASSWORD")]
+    #[arg(long, global = true, env = "ETCDCTL_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
 
     /// domain name to query for SRV records describing cluster endpoints

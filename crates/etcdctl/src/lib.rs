@@ -157,9 +157,51 @@ impl Env {
         }
     }
 
+    /// With `--debug`, the global flags as `ETCDCTL_<FLAG>=<value>` lines on stderr, as
+    /// etcdctl prints them before it makes its client (its gRPC logs are not copied).
+    pub fn debug_flags(&self) {
+        if !self.global.debug {
+            return;
+        }
+        let g = &self.global;
+        let text = |value: &Option<String>| value.clone().unwrap_or_default();
+        let flags = [
+            ("CACERT", text(&g.cacert)),
+            ("CERT", text(&g.cert)),
+            ("COMMAND_TIMEOUT", gofmt::duration_string(g.command_timeout)),
+            ("DEBUG", g.debug.to_string()),
+            ("DIAL_TIMEOUT", gofmt::duration_string(g.dial_timeout)),
+            ("DISCOVERY_SRV", text(&g.discovery_srv)),
+            ("DISCOVERY_SRV_NAME", text(&g.discovery_srv_name)),
+            ("ENDPOINTS", format!("[{}]", g.endpoints.join(","))),
+            ("HEX", g.hex.to_string()),
+            ("INSECURE_DISCOVERY", g.insecure_discovery.to_string()),
+            (
+                "INSECURE_SKIP_TLS_VERIFY",
+                g.insecure_skip_tls_verify.to_string(),
+            ),
+            ("INSECURE_TRANSPORT", g.insecure_transport.to_string()),
+            ("KEEPALIVE_TIME", gofmt::duration_string(g.keepalive_time)),
+            (
+                "KEEPALIVE_TIMEOUT",
+                gofmt::duration_string(g.keepalive_timeout),
+            ),
+            ("KEY", text(&g.key)),
+            ("PASSWORD", text(&g.password)),
+            ("USER", text(&g.user)),
+            ("WRITE_OUT", g.write_out.clone()),
+        ];
+        let mut out = String::new();
+        for (name, value) in flags {
+            out.push_str(&format!("ETCDCTL_{name}={value}\n"));
+        }
+        emit_err(&out);
+    }
+
     /// Checks the global flags as etcdctl does before it makes its client (TLS,
     /// endpoints, credentials, output format), and gets ready to connect.
     pub fn session(&self) -> Result<Session, CtlError> {
+        self.debug_flags();
         self.check_tls()?;
         let endpoints = self.endpoints()?;
         let credentials = self.credentials()?;

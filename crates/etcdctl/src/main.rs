@@ -25,11 +25,14 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             return match e.kind() {
-                ErrorKind::DisplayHelp
-                | ErrorKind::DisplayVersion
-                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-                | ErrorKind::MissingSubcommand => {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
                     let _ = e.print();
+                    ExitCode::SUCCESS
+                }
+                // `etcdctl lease`: etcdctl prints the group's usage and succeeds.
+                ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+                | ErrorKind::MissingSubcommand => {
+                    print_help_of(&raw_args);
                     ExitCode::SUCCESS
                 }
                 _ => {
@@ -66,4 +69,20 @@ fn main() -> ExitCode {
             ExitCode::from(e.code.code())
         }
     }
+}
+
+/// Prints the help of the deepest command named in `raw_args` (on stdout).
+fn print_help_of(raw_args: &[OsString]) {
+    let mut command = Cli::command();
+    for arg in raw_args.iter().skip(1) {
+        let Some(name) = arg.to_str() else { break };
+        if name.starts_with('-') {
+            continue;
+        }
+        match command.find_subcommand(name) {
+            Some(sub) => command = sub.clone(),
+            None => break,
+        }
+    }
+    let _ = command.print_help();
 }

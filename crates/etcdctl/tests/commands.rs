@@ -703,3 +703,28 @@ fn tls_and_unsupported_commands_fail_loudly() {
         "member add must not have added: {members}"
     );
 }
+
+#[test]
+fn debug_lists_the_global_flags_as_etcdctl_variables() {
+    let s = Server::start();
+    let run = s.ctl(&["--debug", "get", "a"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines.len(), 18, "{}", run.stderr);
+    assert_eq!(lines[0], "ETCDCTL_CACERT=");
+    assert_eq!(lines[2], "ETCDCTL_COMMAND_TIMEOUT=5s");
+    assert_eq!(lines[7], format!("ETCDCTL_ENDPOINTS=[{}]", s.endpoint()));
+    assert_eq!(lines[17], "ETCDCTL_WRITE_OUT=simple");
+}
+
+#[test]
+fn a_command_group_alone_prints_its_usage() {
+    let run = run_ctl(&etcdctl(), &["lease"], b"");
+    assert_eq!(run.code, 0);
+    assert!(run.out().contains("keep-alive"), "{}", run.out());
+    let run = run_ctl(&etcdctl(), &[], b"");
+    assert_eq!(run.code, 0);
+    assert!(run
+        .out()
+        .contains("A simple command line client for etcd3."));
+}

@@ -75,6 +75,7 @@ pub async fn member_list(env: &Env) -> Result<(), CtlError> {
 /// endpoint (an endpoint answering `permission denied` counts as healthy), then its
 /// alarm list.
 pub async fn endpoint_health(env: &Env, cluster: bool) -> Result<(), CtlError> {
+    env.debug_flags();
     env.check_tls()?;
     let printer = env.printer()?;
     let credentials = env.credentials()?;

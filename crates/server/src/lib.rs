@@ -22,6 +22,7 @@ pub mod ids;
 pub mod join;
 pub mod kv;
 mod lease_watch;
+pub mod lock;
 pub mod logging;
 pub mod membership;
 pub mod metrics;

@@ -261,3 +261,67 @@ async fn many_watchers_on_one_stream_and_progress_requests() {
     assert!(progress.events().is_empty());
     assert_eq!(progress.header().unwrap().revision(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_gives_mutual_exclusion_to_contending_clients() {
+    let cluster = Cluster::start(1).await;
+    let mut setup = cluster.client(0).await;
+    setup.put("counter", "0", None).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let mut c = cluster.client(0).await;
+        tasks.push(tokio::spawn(async move {
+            let lease = c.lease_grant(30, None).await.unwrap().id();
+            for _ in 0..5 {
+                let opts = etcd_client::LockOptions::new().with_lease(lease);
+                let held = c.lock("mutex", Some(opts)).await.unwrap();
+                // Read-modify-write that would lose updates without mutual exclusion.
+                let v: u64 = c.get("counter", None).await.unwrap().kvs()[0]
+                    .value_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                c.put("counter", (v + 1).to_string(), None).await.unwrap();
+                c.unlock(held.key()).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        tokio::time::timeout(Duration::from_secs(60), t)
+            .await
+            .expect("lock contention did not finish")
+            .unwrap();
+    }
+    let v = setup.get("counter", None).await.unwrap();
+    assert_eq!(v.kvs()[0].value_str().unwrap(), "50");
+    // Nothing is left under the lock's prefix.
+    let left = setup
+        .get("mutex/", Some(GetOptions::new().with_prefix()))
+        .await
+        .unwrap();
+    assert_eq!(left.count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_held_by_an_expired_lease_is_released() {
+    let cluster = Cluster::start(1).await;
+    let mut a = cluster.client(0).await;
+    let mut b = cluster.client(0).await;
+    let short = a.lease_grant(1, None).await.unwrap().id();
+    let long = b.lease_grant(60, None).await.unwrap().id();
+    a.lock("m", Some(etcd_client::LockOptions::new().with_lease(short)))
+        .await
+        .unwrap();
+    // b waits until a's lease expires (no keep-alive) and its key is deleted.
+    let started = Instant::now();
+    let held = tokio::time::timeout(
+        Duration::from_secs(30),
+        b.lock("m", Some(etcd_client::LockOptions::new().with_lease(long))),
+    )
+    .await
+    .expect("the lock was never released")
+    .unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    assert!(held.key().starts_with(b"m/"));
+}

@@ -56,7 +56,12 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener) -> Result<(), Str
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(usize::MAX),
         );
-    let router = crate::lease_watch::add_services(router, &shared, max);
+    let router = crate::lease_watch::add_services(router, &shared, max).add_service(
+        etcd_proto::v3lockpb::lock_server::LockServer::new(crate::lock::LockService::new(
+            shared.clone(),
+        ))
+        .max_decoding_message_size(max),
+    );
     router
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             let _ = stopping.wait_for(|s| *s).await;

@@ -23,6 +23,11 @@ use crate::error::{CtlError, ExitCode};
 /// Longest pause between two rounds of dialling unreachable endpoints.
 const MAX_DIAL_BACKOFF: Duration = Duration::from_secs(1);
 
+/// Shortest interval between HTTP/2 keepalive pings: gRPC's clients raise
+/// `--keepalive-time` to it, and etcd answers pings more frequent than its
+/// `--grpc-keepalive-min-time` (5s) with GOAWAY.
+const MIN_KEEPALIVE_TIME: Duration = Duration::from_secs(10);
+
 /// First pause between two rounds of dialling.
 const FIRST_DIAL_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -254,9 +259,9 @@ impl Connector {
             .ok()?
             .connect_timeout(bound)
             .tcp_nodelay(true)
-            .http2_keep_alive_interval(self.keepalive_time.max(Duration::from_secs(1)))
+            .http2_keep_alive_interval(self.keepalive_time.max(MIN_KEEPALIVE_TIME))
             .keep_alive_timeout(self.keepalive_timeout.max(Duration::from_secs(1)))
-            .keep_alive_while_idle(true);
+            .keep_alive_while_idle(false);
         match tokio::time::timeout(bound, endpoint.connect()).await {
             Ok(Ok(channel)) => Some(channel),
             _ => None,

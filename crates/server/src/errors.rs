@@ -184,6 +184,10 @@ pub enum ServerError {
     /// Anything else.
     #[error("{0}")]
     Internal(String),
+    /// An error of etcd's lock and election recipes (`election: not leader`, ...),
+    /// which etcd answers with code Unknown and the recipe's text.
+    #[error("{0}")]
+    Recipe(&'static str),
 }
 
 impl From<EtcdError> for ServerError {
@@ -207,6 +211,7 @@ impl From<ServerError> for Status {
         match err {
             ServerError::Etcd(e) => e.into(),
             ServerError::Internal(text) => Status::new(Code::Unknown, text),
+            ServerError::Recipe(text) => Status::new(Code::Unknown, text),
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod alarm;
 pub mod apply;
 pub mod compactor;
 pub mod config;
+pub mod election;
 pub mod errors;
 pub mod grpc;
 pub mod http;

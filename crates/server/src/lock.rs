@@ -42,7 +42,7 @@ impl LockService {
 }
 
 /// The end of the range of keys with `prefix`.
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {
@@ -54,7 +54,7 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 }
 
 /// Deletes `key` through raft (unlock, or cleanup of an abandoned wait).
-async fn delete(shared: &Shared, key: Vec<u8>) -> Result<i64, ServerError> {
+pub(crate) async fn delete(shared: &Shared, key: Vec<u8>) -> Result<i64, ServerError> {
     let req = InternalRaftRequest {
         delete_range: Some(DeleteRangeRequest {
             key,
@@ -69,9 +69,9 @@ async fn delete(shared: &Shared, key: Vec<u8>) -> Result<i64, ServerError> {
 }
 
 /// Deletes the key if the future holding this guard is dropped before it is disarmed.
-struct Abandon {
-    shared: Arc<Shared>,
-    key: Option<Vec<u8>>,
+pub(crate) struct Abandon {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) key: Option<Vec<u8>>,
 }
 
 impl Drop for Abandon {
@@ -85,12 +85,16 @@ impl Drop for Abandon {
     }
 }
 
-impl LockService {
-    /// Waits until no key under `prefix` older than `my_rev` remains.
-    async fn wait_older_deleted(&self, prefix: &[u8], my_rev: i64) -> Result<(), ServerError> {
+/// Waits until no key under `prefix` older than `my_rev` remains.
+pub(crate) async fn wait_older_deleted(
+    shared: &Shared,
+    prefix: &[u8],
+    my_rev: i64,
+) -> Result<(), ServerError> {
+    {
         let end = prefix_end(prefix);
         loop {
-            let store = self.shared.store();
+            let store = shared.store();
             let query = RangeRequest {
                 key: prefix.to_vec(),
                 range_end: end.clone(),
@@ -101,7 +105,7 @@ impl LockService {
                 ..Default::default()
             };
             let newest_older = {
-                let _gate = self.shared.read_gate.read();
+                let _gate = shared.read_gate.read();
                 let view = store.read();
                 kv::range(&view, &query)?
             };
@@ -110,7 +114,7 @@ impl LockService {
             };
             let rev = newest_older.header.map_or(0, |h| h.revision);
             // Watch that key for its deletion from the revision we read at.
-            let mut ws = self.shared.watchable().watch_stream();
+            let mut ws = shared.watchable().watch_stream();
             ws.watch(etcd_watch::WatchRequest {
                 key: kv.key.clone(),
                 start_rev: rev + 1,
@@ -126,7 +130,7 @@ impl LockService {
                         Some(_) => continue,
                         None => return Err(EtcdError::Stopped.into()),
                     },
-                    () = self.shared.stopped() => return Err(EtcdError::Stopped.into()),
+                    () = shared.stopped() => return Err(EtcdError::Stopped.into()),
                 }
             }
         }
@@ -212,7 +216,7 @@ impl Lock for LockService {
                 shared: self.shared.clone(),
                 key: Some(key.clone()),
             };
-            self.wait_older_deleted(&prefix, my_rev).await?;
+            wait_older_deleted(&self.shared, &prefix, my_rev).await?;
             guard.key = None;
         }
         Ok(Response::new(LockResponse {

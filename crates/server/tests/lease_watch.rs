@@ -325,3 +325,68 @@ async fn a_lock_held_by_an_expired_lease_is_released() {
     assert!(started.elapsed() >= Duration::from_millis(500));
     assert!(held.key().starts_with(b"m/"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn election_campaign_proclaim_observe_resign_and_hand_over() {
+    let cluster = Cluster::start(1).await;
+    let mut a = cluster.client(0).await;
+    let mut b = cluster.client(0).await;
+    let la = a.lease_grant(30, None).await.unwrap().id();
+    let lb = b.lease_grant(30, None).await.unwrap().id();
+
+    let err = a.leader("office").await.unwrap_err();
+    let s = common::status_of(err);
+    assert_eq!(
+        (s.code(), s.message()),
+        (Code::Unknown, "election: no leader")
+    );
+
+    let won = a.campaign("office", "alice", la).await.unwrap();
+    let leader_key = won.leader().unwrap().clone();
+    let mut observe = b.observe("office").await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), observe.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.kv().unwrap().value(), b"alice");
+
+    // b campaigns and waits behind a.
+    let mut b2 = b.clone();
+    let waiting = tokio::spawn(async move { b2.campaign("office", "bob", lb).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "b became leader while a leads");
+
+    let opts = etcd_client::ProclaimOptions::new().with_leader(leader_key.clone());
+    a.proclaim("alice v2", Some(opts)).await.unwrap();
+    let r = a.leader("office").await.unwrap();
+    assert_eq!(r.kv().unwrap().value(), b"alice v2");
+    let seen = tokio::time::timeout(Duration::from_secs(10), observe.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen.kv().unwrap().value(), b"alice v2");
+
+    // Resigning hands leadership to b; a's old key can no longer proclaim.
+    a.resign(Some(
+        etcd_client::ResignOptions::new().with_leader(leader_key.clone()),
+    ))
+    .await
+    .unwrap();
+    let won_b = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("b never became leader")
+        .unwrap()
+        .unwrap();
+    assert!(won_b.leader().unwrap().rev() > leader_key.rev());
+    let r = b.leader("office").await.unwrap();
+    assert_eq!(r.kv().unwrap().value(), b"bob");
+    let opts = etcd_client::ProclaimOptions::new().with_leader(leader_key);
+    let err = a.proclaim("stale", Some(opts)).await.unwrap_err();
+    let s = common::status_of(err);
+    assert_eq!(
+        (s.code(), s.message()),
+        (Code::Unknown, "election: not leader")
+    );
+}

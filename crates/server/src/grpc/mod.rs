@@ -62,6 +62,12 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener) -> Result<(), Str
         ))
         .max_decoding_message_size(max),
     );
+    let router = router.add_service(
+        etcd_proto::v3electionpb::election_server::ElectionServer::new(
+            crate::election::ElectionService::new(shared.clone()),
+        )
+        .max_decoding_message_size(max),
+    );
     router
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             let _ = stopping.wait_for(|s| *s).await;

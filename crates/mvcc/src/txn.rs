@@ -261,8 +261,9 @@ impl TxnWrite<'_, '_> {
         self.begin_rev
     }
 
-    /// The revision reads see: including this transaction's own changes so far.
-    fn read_rev(&self) -> i64 {
+    /// The revision reads see: including this transaction's own changes so far (the
+    /// revision etcd reports in the header of a write inside a txn).
+    pub fn read_rev(&self) -> i64 {
         if self.changes.is_empty() {
             self.begin_rev
         } else {

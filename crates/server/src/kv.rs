@@ -304,7 +304,7 @@ fn put_in(txn: &mut TxnWrite<'_, '_>, p: &PutRequest) -> Result<PutResponse, Ser
     }
     let prev = txn.put(&p.key, &value, lease)?;
     Ok(PutResponse {
-        header: Some(ResponseHeader::default()),
+        header: Some(header(txn.read_rev())),
         prev_kv: if p.prev_kv { prev } else { None },
     })
 }
@@ -316,7 +316,7 @@ fn delete_in(
 ) -> Result<DeleteRangeResponse, ServerError> {
     let deleted = txn.delete_range(&d.key, &d.range_end)?;
     Ok(DeleteRangeResponse {
-        header: Some(ResponseHeader::default()),
+        header: Some(header(txn.read_rev())),
         deleted: deleted.len() as i64,
         prev_kvs: if d.prev_kv { deleted } else { Vec::new() },
     })

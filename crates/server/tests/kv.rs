@@ -183,6 +183,11 @@ async fn txn_compares_branches_nested_txns_and_one_revision() {
         TxnOpResponse::Get(g) => assert_eq!(g.kvs()[0].value(), b"v2"),
         other => panic!("unexpected {other:?}"),
     }
+    // Writes inside a txn report the txn's revision in their own header, as etcd.
+    match &r.op_responses()[0] {
+        TxnOpResponse::Put(p) => assert_eq!(p.header().unwrap().revision(), 3),
+        other => panic!("unexpected {other:?}"),
+    }
     // Both puts share one revision.
     let g = c.get("other", None).await.unwrap();
     assert_eq!(g.kvs()[0].mod_revision(), 3);

@@ -190,43 +190,22 @@ pub fn start(cfg: &ServerConfig, existing: Option<Existing>) -> Result<Started, 
     }
 }
 
-/// Starts a member added to a running cluster: its ids from the cluster, an empty log.
+/// Starts a member added to a running cluster: its ids from the cluster, an empty log
+/// (the leader sends the log or a snapshot).
 fn join(cfg: &ServerConfig, dirs: &DataDir, existing: Existing) -> Result<Started, StartError> {
     let Existing {
         cluster_id,
         member_id,
         members,
     } = existing;
-    std::fs::create_dir_all(&dirs.snap)?;
-    let store = Arc::new(Store::open(&dirs.backend)?);
-    if let Some(parent) = dirs.wal.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let metadata = Metadata {
-        node_id: member_id,
-        cluster_id,
-    }
-    .encode_to_vec();
-    let wal = Wal::create_with(&dirs.wal, &metadata, wal_options())?;
-    let snapshotter = Snapshotter::new(&dirs.snap)?;
-    let storage = MemStorage::new();
-    // No bootstrap entries: the leader sends the log or a snapshot.
-    let node = RawNode::new(&raft_config(cfg, member_id, 0), storage.clone())?;
-    Ok(Started {
+    first_start(
+        cfg,
+        dirs,
         member_id,
         cluster_id,
-        node,
-        storage,
-        wal,
-        snapshotter,
-        store,
-        cluster: Arc::new(Cluster::new(cluster_id)),
-        snapshot_index: 0,
-        snapshot_term: 0,
-        fresh: true,
-        initial_members: members,
-        conf_view: ConfView::default(),
-    })
+        members,
+        ConfView::default(),
+    )
 }
 
 fn bootstrap(cfg: &ServerConfig, dirs: &DataDir) -> Result<Started, StartError> {
@@ -248,7 +227,22 @@ fn bootstrap(cfg: &ServerConfig, dirs: &DataDir) -> Result<Started, StartError> 
     let member_id = ids::member_id(urls, &cfg.initial_cluster_token, None);
     let member_ids: Vec<u64> = members.iter().map(|m| m.id).collect();
     let cluster_id = ids::cluster_id(&member_ids);
+    let view = ConfView::new(&members, &[]);
+    let mut started = first_start(cfg, dirs, member_id, cluster_id, members, view)?;
+    started.node.bootstrap(&member_ids)?;
+    Ok(started)
+}
 
+/// The data directory of a member's first start: backend, an empty WAL with the ids,
+/// and a raft node with an empty log.
+fn first_start(
+    cfg: &ServerConfig,
+    dirs: &DataDir,
+    member_id: u64,
+    cluster_id: u64,
+    initial_members: Vec<Member>,
+    conf_view: ConfView,
+) -> Result<Started, StartError> {
     std::fs::create_dir_all(&dirs.snap)?;
     let store = Arc::new(Store::open(&dirs.backend)?);
     if let Some(parent) = dirs.wal.parent() {
@@ -262,8 +256,7 @@ fn bootstrap(cfg: &ServerConfig, dirs: &DataDir) -> Result<Started, StartError> 
     let wal = Wal::create_with(&dirs.wal, &metadata, wal_options())?;
     let snapshotter = Snapshotter::new(&dirs.snap)?;
     let storage = MemStorage::new();
-    let mut node = RawNode::new(&raft_config(cfg, member_id, 0), storage.clone())?;
-    node.bootstrap(&member_ids)?;
+    let node = RawNode::new(&raft_config(cfg, member_id, 0), storage.clone())?;
     Ok(Started {
         member_id,
         cluster_id,
@@ -276,8 +269,8 @@ fn bootstrap(cfg: &ServerConfig, dirs: &DataDir) -> Result<Started, StartError> 
         snapshot_index: 0,
         snapshot_term: 0,
         fresh: true,
-        conf_view: ConfView::new(&members, &[]),
-        initial_members: members,
+        initial_members,
+        conf_view,
     })
 }
 

@@ -40,6 +40,9 @@ use crate::wait::{IdGenerator, Wait};
 const NODE_QUEUE: usize = 16_384;
 /// Apply batches queued between the node loop and the applier.
 const APPLY_QUEUE: usize = 256;
+/// Linearizable reads waiting for the next ReadIndex round before new ones are refused
+/// with `etcdserver: too many requests`.
+const MAX_WAITING_READS: usize = 65_536;
 /// How long one ReadIndex round may take before it is asked again.
 const READ_INDEX_RETRY: Duration = Duration::from_millis(500);
 /// Committed but not yet applied entries beyond which new proposals are refused, as etcd.
@@ -370,7 +373,13 @@ impl Shared {
     /// local read that follows is linearizable. Concurrent callers share one ReadIndex.
     pub async fn linearizable_read(&self) -> Result<(), ServerError> {
         let (tx, rx) = oneshot::channel();
-        self.read_waiters.lock().push(tx);
+        {
+            let mut waiters = self.read_waiters.lock();
+            if waiters.len() >= MAX_WAITING_READS {
+                return Err(EtcdError::TooManyRequests.into());
+            }
+            waiters.push(tx);
+        }
         self.read_notify.notify_one();
         match tokio::time::timeout(self.request_timeout() + READ_INDEX_RETRY, rx).await {
             Ok(Ok(result)) => result,
